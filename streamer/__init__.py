@@ -1,0 +1,1 @@
+"""streamer: streaming on-device speech recognition."""

@@ -1,0 +1,267 @@
+"""Reading and writing model checkpoints (the only module that does model I/O).
+
+Two folder formats load:
+
+* streamer's own: ``config.json`` (``{"format": "streamer-ctc", "encoder": {...}, "vocabulary":
+  {...}, "metadata": {...}}``), ``model.safetensors`` (streamer's tensor names) and ``vocab.json``.
+* Hugging Face ``Wav2Vec2ForCTC``: ``config.json``, ``model.safetensors`` or ``pytorch_model.bin``,
+  ``vocab.json``, and optionally ``tokenizer_config.json`` / ``special_tokens_map.json``.
+
+A source is a bundled model name (a folder under the repository's ``models/``), a local folder, or a
+Hugging Face hub id (``owner/name``), fetched with huggingface_hub into its usual cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor
+
+from streamer.convert.huggingface import (
+    convert_state_dict,
+    encoder_config_from_hf,
+    is_huggingface_config,
+    vocabulary_from_hf,
+)
+from streamer.errors import CheckpointError, ConfigError
+from streamer.model.config import EncoderConfig
+from streamer.model.model import Wav2Vec2CTC
+from streamer.vocab import Vocabulary
+
+#: Format tag written into streamer's own config.json.
+FORMAT = "streamer-ctc"
+#: Version of that format; bump on incompatible change.
+FORMAT_VERSION = 1
+#: Folder that holds the bundled models (``<repo>/models``).
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+#: Name of the bundled default model.
+DEFAULT_MODEL = "demo-en"
+#: Files fetched for a hub id.
+_HUB_FILES = ["config.json", "model.safetensors", "pytorch_model.bin", "vocab.json", "tokenizer_config.json",
+              "special_tokens_map.json", "added_tokens.json", "lm/*", "README.md"]
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded model with everything needed to use it."""
+
+    model: Wav2Vec2CTC
+    """The model, in eval mode."""
+    vocab: Vocabulary
+    """Its output vocabulary."""
+    folder: Path
+    """Local folder it was read from."""
+    format: str
+    """``streamer-ctc`` or ``huggingface``."""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    """Free-form facts saved with the weights (training recipe, streaming setup, metrics)."""
+
+    @property
+    def config(self) -> EncoderConfig:
+        """The encoder's dimensions."""
+        return self.model.config
+
+
+def resolve_source(source: str | os.PathLike[str], revision: str | None = None) -> Path:
+    """Finds the local folder of a model source.
+
+    Args:
+        source: Bundled model name, local folder, or hub id ``owner/name``.
+        revision: Hub revision (branch, tag or commit) for hub ids.
+
+    Returns:
+        A local folder.
+
+    Raises:
+        CheckpointError: Nothing matches; the message lists what was tried.
+    """
+    text = os.fspath(source)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise CheckpointError(f"model: expected a folder holding config.json, found a file: {path}")
+    bundled = MODELS_DIR / text
+    if "/" not in text and bundled.is_dir():
+        return bundled
+    if not _HUB_ID.match(text):
+        names = sorted(p.name for p in MODELS_DIR.iterdir() if p.is_dir()) if MODELS_DIR.is_dir() else []
+        raise CheckpointError(
+            f"model: {text!r} is not a folder, not a bundled model ({names}) and not a hub id 'owner/name'")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as err:  # pragma: no cover - huggingface_hub is a core dependency
+        raise CheckpointError("model: loading a hub id needs huggingface_hub (pip install huggingface_hub)") from err
+    try:
+        return Path(snapshot_download(repo_id=text, revision=revision, allow_patterns=_HUB_FILES))
+    except Exception as err:  # huggingface_hub raises many types (offline, 404, auth, network)
+        raise CheckpointError(
+            f"model: hub id {text!r} could not be fetched and is not in the local cache "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"model: expected {path.name} in {path.parent}, found none") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"model: {path} is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"model: {path} should hold a JSON object, found {type(data).__name__}")
+    return data
+
+
+def read_weights(folder: Path) -> dict[str, Tensor]:
+    """Reads ``model.safetensors`` (preferred) or ``pytorch_model.bin`` from a folder."""
+    st, pt = folder / "model.safetensors", folder / "pytorch_model.bin"
+    if st.is_file():
+        from safetensors.torch import load_file
+        try:
+            return load_file(str(st))
+        except Exception as err:
+            raise CheckpointError(f"model: {st} is not a readable safetensors file ({err})") from None
+    if pt.is_file():
+        try:
+            return torch.load(str(pt), map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise CheckpointError(f"model: {pt} is not a readable PyTorch weight file ({err})") from None
+    raise CheckpointError(f"model: expected model.safetensors or pytorch_model.bin in {folder}, found neither")
+
+
+def load_checkpoint(source: str | os.PathLike[str] = DEFAULT_MODEL, revision: str | None = None) -> Checkpoint:
+    """Loads a model from a bundled name, a folder, or a hub id (see the module docstring)."""
+    folder = resolve_source(source, revision)
+    config = _read_json(folder / "config.json")
+    if config.get("format") == FORMAT:
+        return _load_streamer(folder, config)
+    if is_huggingface_config(config):
+        return _load_huggingface(folder, config)
+    raise CheckpointError(
+        f"model: {folder / 'config.json'} is neither a streamer checkpoint (format={FORMAT!r}) nor a "
+        f"Hugging Face wav2vec2 config (model_type={config.get('model_type')!r}, "
+        f"architectures={config.get('architectures')!r})")
+
+
+def _load_streamer(folder: Path, config: Mapping[str, Any]) -> Checkpoint:
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"model: format_version {version!r} in {folder}, this streamer reads {FORMAT_VERSION}")
+    try:
+        enc = EncoderConfig.from_dict(config["encoder"])
+        vocab = Vocabulary.from_dict(config["vocabulary"])
+    except KeyError as err:
+        raise CheckpointError(f"model: config.json in {folder} lacks the {err.args[0]!r} section") from None
+    except ConfigError as err:
+        raise CheckpointError(f"model: config.json in {folder}: {err}") from None
+    if len(vocab) != enc.vocab_size:
+        raise CheckpointError(f"model: vocabulary has {len(vocab)} tokens, encoder.vocab_size is {enc.vocab_size}")
+    model = Wav2Vec2CTC(enc)
+    state = read_weights(folder)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise CheckpointError(f"model: weights in {folder} do not match the config: missing {missing[:4]}, unexpected {extra[:4]}")
+    bad = [f"{k}: expected {tuple(expected[k].shape)}, found {tuple(v.shape)}"
+           for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
+    if bad:
+        raise CheckpointError(f"model: shape mismatches in {folder}: {bad[:3]}")
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return Checkpoint(model.eval(), vocab, folder, FORMAT, dict(config.get("metadata", {})))
+
+
+def _hf_tokenizer_config(folder: Path) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        if (folder / name).is_file():
+            merged.update(_read_json(folder / name))
+    return merged
+
+
+def _load_huggingface(folder: Path, config: Mapping[str, Any]) -> Checkpoint:
+    architectures = config.get("architectures") or ["Wav2Vec2ForCTC"]
+    if "Wav2Vec2ForCTC" not in architectures:
+        raise CheckpointError(
+            f"model: {folder} holds {architectures}, which has no CTC head; fine-tune it first "
+            "(streamer train --init-from ...), then load the result")
+    try:
+        enc = encoder_config_from_hf(config)
+        vocab = vocabulary_from_hf(_read_json(folder / "vocab.json"), _hf_tokenizer_config(folder), config)
+    except ConfigError as err:
+        raise CheckpointError(f"model: unsupported Hugging Face checkpoint in {folder}: {err}") from None
+    model = Wav2Vec2CTC(enc)
+    state = convert_state_dict(read_weights(folder), model.state_dict(), require_head=True)
+    result = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    if result.missing_keys != ["masked_spec_embed"] and result.missing_keys:
+        raise CheckpointError(f"model: tensors missing after conversion: {result.missing_keys[:5]}")
+    return Checkpoint(model.eval(), vocab, folder, "huggingface", {"source_config": dict(config)})
+
+
+def load_pretrained_encoder(source: str | os.PathLike[str], vocab: Vocabulary, revision: str | None = None,
+                            pos_conv_causal: bool = False) -> Wav2Vec2CTC:
+    """Builds a model for fine-tuning from a wav2vec2/XLSR checkpoint with a fresh CTC head.
+
+    The checkpoint may be pre-trained only (``Wav2Vec2ForPreTraining``, ``Wav2Vec2Model``, such as
+    facebook/wav2vec2-large-xlsr-53) or already fine-tuned (its head is then replaced).
+
+    Args:
+        source: Folder or hub id of a Hugging Face wav2vec2 checkpoint, or a streamer checkpoint.
+        vocab: Output vocabulary of the new CTC head.
+        revision: Hub revision.
+        pos_conv_causal: Use a causal positional conv (the pre-trained centred kernel is kept; its
+            weights then see past frames only, and fine-tuning adapts them).
+    """
+    folder = resolve_source(source, revision)
+    config = _read_json(folder / "config.json")
+    if config.get("format") == FORMAT:
+        loaded = _load_streamer(folder, config)
+        enc, state = loaded.config, dict(loaded.model.state_dict())
+    elif is_huggingface_config(config):
+        enc = encoder_config_from_hf(config)
+        probe = Wav2Vec2CTC(enc)
+        state = convert_state_dict(read_weights(folder), probe.state_dict(), require_head=False)
+    else:
+        raise CheckpointError(f"model: {folder} is not a wav2vec2 checkpoint (config.json model_type={config.get('model_type')!r})")
+    enc = EncoderConfig.from_dict({**enc.to_dict(), "vocab_size": len(vocab), "pos_conv_causal": pos_conv_causal})
+    model = Wav2Vec2CTC(enc)
+    model.reset_parameters()
+    state = {k: v for k, v in state.items() if not k.startswith("ctc_head.")}
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    return model
+
+
+def save_checkpoint(folder: str | os.PathLike[str], model: Wav2Vec2CTC, vocab: Vocabulary,
+                    metadata: Mapping[str, Any] | None = None, dtype: torch.dtype = torch.float32) -> Path:
+    """Writes a model in streamer's format (config.json, model.safetensors, vocab.json).
+
+    Args:
+        folder: Output folder (created if needed).
+        model: The model.
+        vocab: Its vocabulary (must have ``config.vocab_size`` tokens).
+        metadata: JSON-serializable facts stored with the weights.
+        dtype: Storage dtype of floating-point tensors (float32 or float16/bfloat16 to halve the size;
+            the loader always computes in float32).
+    """
+    from safetensors.torch import save_file
+
+    if len(vocab) != model.config.vocab_size:
+        raise ConfigError(f"save: vocabulary has {len(vocab)} tokens, model.vocab_size is {model.config.vocab_size}")
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous().cpu()
+             for k, v in model.state_dict().items()}
+    save_file(state, str(out / "model.safetensors"))
+    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "encoder": model.config.to_dict(),
+              "vocabulary": vocab.to_dict(), "metadata": dict(metadata or {})}
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (out / "vocab.json").write_text(json.dumps(vocab.to_hf_vocab(), indent=1) + "\n", encoding="utf-8")
+    return out

@@ -1,0 +1,1 @@
+"""CTC decoders: greedy best path, and KenLM beam search."""

@@ -1,0 +1,44 @@
+"""Exceptions raised at streamer's public boundaries.
+
+Every message says what was expected and what was found, so that the command line can print it as
+one line and a user can act on it without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class StreamerError(Exception):
+    """Base class of every error streamer raises on purpose."""
+
+
+class ConfigError(StreamerError, ValueError):
+    """A configuration value is out of range or unsupported (names the field and the value)."""
+
+
+class CheckpointError(StreamerError):
+    """A checkpoint folder, hub id or weight file cannot be loaded."""
+
+
+class AudioError(StreamerError):
+    """An audio input cannot be read or holds no usable samples."""
+
+
+class MissingDependencyError(StreamerError, ImportError):
+    """An optional dependency is not installed; the message holds the install command."""
+
+
+def missing_dependency(module: str, extra: str, purpose: str) -> MissingDependencyError:
+    """Builds the error for a missing optional import, with an install hint.
+
+    Args:
+        module: The module that failed to import (e.g. ``"kenlm"``).
+        extra: The streamer extra that installs it (e.g. ``"lm"``).
+        purpose: What the module is needed for, as a short phrase.
+
+    Returns:
+        An exception to raise (``raise missing_dependency(...) from err``).
+    """
+    return MissingDependencyError(
+        f"{purpose} needs the Python module '{module}', which is not installed. "
+        f"Install it with: pip install 'streamer[{extra}]'  (see README.md, 'Install')"
+    )

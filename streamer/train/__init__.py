@@ -1,0 +1,1 @@
+"""Training: data, masks and the CTC training loop."""

@@ -1,0 +1,215 @@
+"""Training data: manifests, length-bucketed batches, padding.
+
+A manifest is a TSV file, one utterance a line: ``path<TAB>text`` (paths relative to the manifest's
+folder, or absolute). A Common Voice style file with a header line naming ``path`` and ``sentence``
+(or ``text``) columns also reads. Durations come from a sidecar ``<manifest stem>.lengths`` (one
+duration in seconds a line, same order) when present, else from the audio headers.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from streamer.constants import SAMPLE_RATE
+from streamer.errors import ConfigError
+from streamer.text import normalize_text
+from streamer.vocab import Vocabulary
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One manifest entry."""
+
+    path: Path
+    text: str
+    """Normalized transcript."""
+    duration: float
+    """Seconds of audio."""
+
+
+def _sidecar_lengths(manifest: Path, count: int) -> list[float] | None:
+    for candidate in (manifest.with_suffix(".lengths"), manifest.parent / f"{manifest.name}.lengths"):
+        if candidate.is_file():
+            values = [float(x) for x in candidate.read_text().split()]
+            if len(values) != count:
+                raise ConfigError(f"{candidate}: expected {count} durations (one per manifest line), found {len(values)}")
+            return values
+    return None
+
+
+def read_manifest(manifest: str | Path, max_items: int | None = None) -> list[Utterance]:
+    """Reads a manifest (see the module docstring) and normalizes its transcripts.
+
+    Raises:
+        ConfigError: A line has no text column, or the file is missing.
+    """
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise ConfigError(f"manifest: expected a TSV file, found nothing at {manifest}")
+    with open(manifest, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    path_col, text_col = 0, 1
+    if rows and "path" in rows[0] and ("sentence" in rows[0] or "text" in rows[0]):
+        header = rows.pop(0)
+        path_col = header.index("path")
+        text_col = header.index("sentence") if "sentence" in header else header.index("text")
+    rows = [r for r in rows if r and r[0].strip()]
+    lengths = _sidecar_lengths(manifest, len(rows))
+    out = []
+    for i, row in enumerate(rows):
+        if len(row) <= max(path_col, text_col):
+            raise ConfigError(f"{manifest}:{i + 1}: expected 'path<TAB>text', found {row!r}")
+        path = Path(row[path_col])
+        if not path.is_absolute():
+            path = manifest.parent / path
+        if lengths is not None:
+            duration = lengths[i]
+        else:
+            import soundfile as sf
+            duration = sf.info(str(path)).duration
+        out.append(Utterance(path, normalize_text(row[text_col]), duration))
+        if max_items is not None and len(out) >= max_items:
+            break
+    return out
+
+
+def load_waveform(path: Path) -> np.ndarray:
+    """Reads a training file as float32 mono at 16 kHz (resampling when needed)."""
+    import soundfile as sf
+
+    wave, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    wave = wave.mean(axis=1)
+    if rate != SAMPLE_RATE:
+        import soxr
+        wave = soxr.resample(wave, rate, SAMPLE_RATE).astype(np.float32)
+    return wave
+
+
+def length_batches(durations: Sequence[float], max_batch_seconds: float, rng: random.Random | None,
+                   sorted_order: bool = False, bucket_size: int = 100) -> list[list[int]]:
+    """Groups utterance indices into batches of similar length, each under a total duration.
+
+    The batch cost is its padded size: ``len(batch) * longest`` seconds must stay under
+    ``max_batch_seconds`` (a single longer utterance forms its own batch).
+
+    Args:
+        durations: Seconds per utterance.
+        max_batch_seconds: Budget of padded audio per batch.
+        rng: Shuffles buckets and batch order; None keeps the sorted order.
+        sorted_order: Return batches from shortest to longest (curriculum: short utterances first).
+        bucket_size: Utterances sorted together before batching (small buckets = more randomness).
+    """
+    order = sorted(range(len(durations)), key=lambda i: durations[i])
+    if rng is not None and not sorted_order:
+        # Shuffle within windows of similar length so batches vary from epoch to epoch.
+        chunks = [order[i:i + bucket_size] for i in range(0, len(order), bucket_size)]
+        for c in chunks:
+            rng.shuffle(c)
+            c.sort(key=lambda i: durations[i])
+        order = [i for c in chunks for i in c]
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    longest = 0.0
+    for i in order:
+        d = durations[i]
+        if cur and max(longest, d) * (len(cur) + 1) > max_batch_seconds:
+            batches.append(cur)
+            cur, longest = [], 0.0
+        cur.append(i)
+        longest = max(longest, d)
+    if cur:
+        batches.append(cur)
+    if rng is not None and not sorted_order:
+        rng.shuffle(batches)
+    return batches
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A padded training batch."""
+
+    waveform: Tensor
+    """(B, N) float32 samples, zero-padded."""
+    lengths: Tensor
+    """(B,) int64 valid samples."""
+    labels: Tensor
+    """(B, L) int64 label ids, padded with 0."""
+    label_lengths: Tensor
+    """(B,) int64 label counts."""
+    texts: tuple[str, ...]
+    """Normalized transcripts."""
+
+
+def collate(waves: Sequence[np.ndarray], texts: Sequence[str], vocab: Vocabulary) -> Batch:
+    """Pads waveforms and encodes transcripts into a `Batch`."""
+    n = max(len(w) for w in waves)
+    wav = torch.zeros(len(waves), n)
+    for i, w in enumerate(waves):
+        wav[i, :len(w)] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
+    ids = [vocab.encode(t) for t in texts]
+    lab = torch.zeros(len(ids), max(1, max(len(x) for x in ids)), dtype=torch.long)
+    for i, x in enumerate(ids):
+        lab[i, :len(x)] = torch.tensor(x, dtype=torch.long)
+    return Batch(wav, torch.tensor([len(w) for w in waves]), lab,
+                 torch.tensor([len(x) for x in ids]), tuple(texts))
+
+
+class BatchIterator:
+    """Iterates over the batches of one epoch, loading and augmenting audio on the fly.
+
+    Args:
+        utterances: The training set.
+        vocab: Label vocabulary.
+        batches: Index lists from `length_batches`.
+        augment: Optional waveform augmentation (float32 array → float32 array).
+        start: Batch index to resume from.
+    """
+
+    def __init__(self, utterances: Sequence[Utterance], vocab: Vocabulary, batches: list[list[int]],
+                 augment: Callable[[np.ndarray], np.ndarray] | None = None, start: int = 0) -> None:
+        self.utterances = utterances
+        self.vocab = vocab
+        self.batches = batches
+        self.augment = augment
+        self.position = start
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[Batch]:
+        while self.position < len(self.batches):
+            idx = self.batches[self.position]
+            self.position += 1
+            waves, texts = [], []
+            for i in idx:
+                u = self.utterances[i]
+                w = load_waveform(u.path)
+                if self.augment is not None:
+                    w = self.augment(w)
+                waves.append(w)
+                texts.append(u.text)
+            yield collate(waves, texts, self.vocab)
+
+
+def frames_for_labels(num_labels: int) -> int:
+    """Fewest CTC frames that can emit ``num_labels`` labels when every label is a repeat (2n - 1)."""
+    return max(0, 2 * num_labels - 1)
+
+
+def max_label_rate(utterances: Sequence[Utterance], frames_per_second: float) -> float:
+    """Largest labels-per-frame ratio in a set (CTC needs < 1, repeats need more room)."""
+    worst = 0.0
+    for u in utterances:
+        frames = math.floor(u.duration * frames_per_second)
+        if frames > 0:
+            worst = max(worst, len(u.text) / frames)
+    return worst
