@@ -69,12 +69,14 @@ class Checkpoint:
         return self.model.config
 
 
-def resolve_source(source: str | os.PathLike[str], revision: str | None = None) -> Path:
+def resolve_source(source: str | os.PathLike[str], revision: str | None = None,
+                   cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """Finds the local folder of a model source.
 
     Args:
         source: Bundled model name, local folder, or hub id ``owner/name``.
         revision: Hub revision (branch, tag or commit) for hub ids.
+        cache_dir: Hub cache folder (default: huggingface_hub's, e.g. ~/.cache/huggingface/hub).
 
     Returns:
         A local folder.
@@ -100,7 +102,8 @@ def resolve_source(source: str | os.PathLike[str], revision: str | None = None) 
     except ImportError as err:  # pragma: no cover - huggingface_hub is a core dependency
         raise CheckpointError("model: loading a hub id needs huggingface_hub (pip install huggingface_hub)") from err
     try:
-        return Path(snapshot_download(repo_id=text, revision=revision, allow_patterns=_HUB_FILES))
+        return Path(snapshot_download(repo_id=text, revision=revision, allow_patterns=_HUB_FILES,
+                                      cache_dir=None if cache_dir is None else os.fspath(cache_dir)))
     except Exception as err:  # huggingface_hub raises many types (offline, 404, auth, network)
         raise CheckpointError(
             f"model: hub id {text!r} could not be fetched and is not in the local cache "
@@ -137,9 +140,10 @@ def read_weights(folder: Path) -> dict[str, Tensor]:
     raise CheckpointError(f"model: expected model.safetensors or pytorch_model.bin in {folder}, found neither")
 
 
-def load_checkpoint(source: str | os.PathLike[str] = DEFAULT_MODEL, revision: str | None = None) -> Checkpoint:
-    """Loads a model from a bundled name, a folder, or a hub id (see the module docstring)."""
-    folder = resolve_source(source, revision)
+def load_checkpoint(source: str | os.PathLike[str] = DEFAULT_MODEL, revision: str | None = None,
+                    cache_dir: str | os.PathLike[str] | None = None) -> Checkpoint:
+    """Loads a model from a bundled name, a folder, or a hub id (see the module docstring and `resolve_source`)."""
+    folder = resolve_source(source, revision, cache_dir)
     config = _read_json(folder / "config.json")
     if config.get("format") == FORMAT:
         return _load_streamer(folder, config)

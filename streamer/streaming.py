@@ -1,0 +1,301 @@
+"""Streaming encoder: a pure step ``(samples_chunk, state) -> (logits, valid, state)``.
+
+Frame bookkeeping (both modes). Offline, frame ``g`` covers samples ``[320 g, 320 g + 400)`` and an
+utterance of N samples has ``T = (N - 400) // 320 + 1`` frames. A step receives ``C = 320 n`` new
+samples and keeps the previous 320 samples as state, so the conv stack computes exactly ``n`` frames
+per step, aligned with the offline grid: at step ``k`` (from 0) they are ``g = k n - 1 ... k n + n - 2``
+(one frame lags because frame ``k n + n - 1`` needs 80 samples of the next chunk). A frame is *valid*
+when ``g >= 0`` and all its samples have arrived (``320 g + 400 <= samples received``); invalid frames
+(the one before the stream starts, the padding of the flush) are masked as attention keys and never
+reported. The frame sequence a stream emits therefore has the same length and timing as offline.
+
+Modes:
+
+* ``window`` — any checkpoint. Projected features (frame-local, so caching them is exact) are kept for
+  ``left + n + right`` frames; each step runs the transformer over that window and emits the ``n``
+  frames that now have ``right`` frames of look-ahead (frames ``k n - 1 - right + j``). Emission lags
+  by ``right`` frames; `flush_steps` says how many empty steps drain the look-ahead at the end.
+* ``cached`` — models trained with block-causal attention and a causal positional conv. Each layer
+  keeps a key/value cache of ``left_chunks`` chunks; the positional conv keeps its last K-1 inputs.
+  The result equals the offline forward with ``ChunkAttention(n, left_chunks, offset=1)`` (the step's
+  frame grid starts one frame early), and the cost per step does not depend on the stream's length.
+
+Shapes are fixed per configuration (B streams, C samples, n frames), so the step exports as is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor, nn
+
+from streamer.constants import FRAME_SECONDS
+from streamer.errors import ConfigError
+from streamer.model.masks import ChunkAttention, additive_bias
+from streamer.model.model import Wav2Vec2CTC
+
+MODES = ("window", "cached")
+
+
+@dataclass(frozen=True)
+class StreamingConfig:
+    """How a stream is cut and how much context each step sees (all sizes in 20-ms frames)."""
+
+    mode: str = "window"
+    """``window`` (any checkpoint) or ``cached`` (block-causal models)."""
+    chunk_frames: int = 50
+    """Frames per step (50 = 1 s of new audio per step)."""
+    left_frames: int = 100
+    """Left context: window mode, frames of re-encoded history; cached mode, frames of key/value
+    cache (a multiple of ``chunk_frames``)."""
+    right_frames: int = 25
+    """Look-ahead frames (window mode only; cached mode has none)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"streaming mode: expected one of {MODES}, found {self.mode!r}")
+        if self.chunk_frames < 1:
+            raise ConfigError(f"chunk: expected at least one 20-ms frame, found {self.chunk_frames} frames")
+        if self.left_frames < 0 or self.right_frames < 0:
+            raise ConfigError(f"context: expected left/right >= 0 frames, found {self.left_frames}/{self.right_frames}")
+        if self.mode == "cached":
+            if self.right_frames != 0:
+                raise ConfigError(f"cached mode has no look-ahead: expected right_frames=0, found {self.right_frames}")
+            if self.left_frames % self.chunk_frames:
+                raise ConfigError(
+                    f"cached mode: expected left_frames to be a multiple of chunk_frames={self.chunk_frames}, "
+                    f"found {self.left_frames}")
+
+    @classmethod
+    def from_seconds(cls, mode: str, chunk: float, left: float | None = None, right: float | None = None) -> "StreamingConfig":
+        """Builds a config from durations in seconds, rounded to whole 20-ms frames.
+
+        Defaults: window mode left = 2 chunks (at least 1 s), right = half a chunk (at least 0.24 s);
+        cached mode left = 4 chunks, right = 0.
+        """
+        n = max(1, round(chunk / FRAME_SECONDS))
+        if mode == "cached":
+            left_chunks = 4 if left is None else max(0, round(left / (n * FRAME_SECONDS)))
+            return cls(mode, n, left_chunks * n, 0 if right is None else round(right / FRAME_SECONDS))
+        lf = max(n * 2, 50) if left is None else round(left / FRAME_SECONDS)
+        rf = max(n // 2, 12) if right is None else round(right / FRAME_SECONDS)
+        return cls(mode, n, lf, rf)
+
+    @property
+    def chunk_samples(self) -> int:
+        """New samples per step."""
+        return self.chunk_frames * 320
+
+    @property
+    def left_chunks(self) -> int:
+        """Cached mode: chunks of key/value cache."""
+        return self.left_frames // self.chunk_frames
+
+    @property
+    def latency_seconds(self) -> float:
+        """Algorithmic latency: a chunk, the look-ahead and the one lagging frame, in seconds."""
+        return (self.chunk_frames + self.right_frames + 1) * FRAME_SECONDS + 80 / 16000
+
+    @property
+    def flush_steps(self) -> int:
+        """Steps with no new audio needed after the last chunk to emit every remaining frame."""
+        return -(-self.right_frames // self.chunk_frames) if self.mode == "window" else 0
+
+    def chunk_attention(self) -> ChunkAttention:
+        """The offline attention that cached mode reproduces."""
+        return ChunkAttention(self.chunk_frames, self.left_chunks, offset=1 % self.chunk_frames)
+
+
+@dataclass(frozen=True)
+class WindowState:
+    """State of a window-mode stream (B streams)."""
+
+    samples: Tensor
+    """(B, 320) the last 320 samples received."""
+    samples_seen: Tensor
+    """(B,) int64 real samples received."""
+    steps: Tensor
+    """(B,) int64 steps taken."""
+    features: Tensor
+    """(B, left + n + right, D) projected features of the window's frames (oldest first)."""
+    valid: Tensor
+    """(B, left + n + right) bool, which window frames are real."""
+
+
+@dataclass(frozen=True)
+class CachedState:
+    """State of a cached-mode stream (B streams)."""
+
+    samples: Tensor
+    """(B, 320) the last 320 samples received."""
+    samples_seen: Tensor
+    """(B,) int64 real samples received."""
+    steps: Tensor
+    """(B,) int64 steps taken."""
+    pos_history: Tensor
+    """(B, K-1, D) last inputs of the causal positional conv (zero = before the stream)."""
+    keys: Tensor
+    """(layers, B, H, left, D/H) key cache."""
+    values: Tensor
+    """(layers, B, H, left, D/H) value cache."""
+    cache_valid: Tensor
+    """(B, left) bool, which cache slots hold real frames."""
+
+
+State = WindowState | CachedState
+
+
+def state_tensors(state: State) -> tuple[Tensor, ...]:
+    """The state's tensors in field order (for export and for batching streams)."""
+    return tuple(getattr(state, f.name) for f in fields(state))
+
+
+class StreamingEncoder(nn.Module):
+    """Runs a `Wav2Vec2CTC` chunk by chunk (shares its weights).
+
+    Args:
+        model: The model (eval mode).
+        config: The streaming setup.
+
+    Raises:
+        ConfigError: Cached mode on a model without a causal positional conv or with a GroupNorm
+            front-end (its normalization spans the whole utterance).
+    """
+
+    def __init__(self, model: Wav2Vec2CTC, config: StreamingConfig) -> None:
+        super().__init__()
+        mc = model.config
+        if mc.hop_samples != 320 or mc.receptive_field_samples != 400:
+            raise ConfigError(
+                f"streaming: expected the XLSR conv layout (hop 320, receptive field 400 samples), found hop "
+                f"{mc.hop_samples}, field {mc.receptive_field_samples}")
+        if config.mode == "cached":
+            if not mc.pos_conv_causal:
+                raise ConfigError("cached streaming: expected a model with a causal positional conv "
+                                  "(pos_conv_causal=true, trained with block-causal masks); found a centred one. "
+                                  "Use --streaming window for this model.")
+            if mc.feat_extract_norm != "layer":
+                raise ConfigError(f"cached streaming: expected feat_extract_norm='layer', found {mc.feat_extract_norm!r}")
+            if config.left_chunks < 1:
+                raise ConfigError("cached streaming: expected at least one chunk of left context")
+        self.model = model
+        self.config = config
+
+    # ------------------------------------------------------------------ state
+    def init_state(self, batch: int = 1) -> State:
+        """The state before any audio, for ``batch`` streams."""
+        mc, sc = self.model.config, self.config
+        dev = self.model.ctc_head.weight.device
+        common = dict(samples=torch.zeros(batch, 320, device=dev),
+                      samples_seen=torch.zeros(batch, dtype=torch.long, device=dev),
+                      steps=torch.zeros(batch, dtype=torch.long, device=dev))
+        if sc.mode == "window":
+            w = sc.left_frames + sc.chunk_frames + sc.right_frames
+            return WindowState(**common, features=torch.zeros(batch, w, mc.hidden_size, device=dev),
+                               valid=torch.zeros(batch, w, dtype=torch.bool, device=dev))
+        k = self.model.encoder.pos_conv.context_frames
+        cache = (mc.num_layers, batch, mc.num_heads, sc.left_frames, mc.head_dim)
+        return CachedState(**common, pos_history=torch.zeros(batch, k, mc.hidden_size, device=dev),
+                           keys=torch.zeros(cache, device=dev), values=torch.zeros(cache, device=dev),
+                           cache_valid=torch.zeros(batch, sc.left_frames, dtype=torch.bool, device=dev))
+
+    # ------------------------------------------------------------------ step
+    def _new_frames(self, chunk: Tensor, state: State, num_samples: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Conv + projection of the step's n frames and their validity."""
+        n = self.config.chunk_frames
+        audio = torch.cat([state.samples, chunk], dim=1)
+        feats = self.model.feature_projection(self.model.feature_extractor(audio))  # (B, n, D)
+        seen = state.samples_seen + num_samples
+        g = state.steps[:, None] * n - 1 + torch.arange(n, device=chunk.device)[None, :]
+        valid = (g >= 0) & (g * 320 + 400 <= seen[:, None])
+        feats = feats * valid[..., None].to(feats.dtype)
+        return feats, valid, seen
+
+    def step(self, chunk: Tensor, state: State, num_samples: Tensor | None = None) -> tuple[Tensor, Tensor, State]:
+        """Consumes one chunk.
+
+        Args:
+            chunk: (B, 320 n) float samples at 16 kHz; after the end of a stream, zero padding.
+            state: The stream's state.
+            num_samples: (B,) int64 real samples in ``chunk`` (default: all). Use fewer for the last
+                partial chunk and 0 for `flush_steps` drain steps.
+
+        Returns:
+            Logits (B, n, V), a (B, n) bool mask of the frames that are real, and the next state.
+            Window mode's frames are ``k n - 1 - right + j``, cached mode's ``k n - 1 + j`` (k = steps
+            taken before this one).
+        """
+        b, c = chunk.shape
+        if c != self.config.chunk_samples:
+            raise ConfigError(f"step: expected chunks of {self.config.chunk_samples} samples, found {c}")
+        if num_samples is None:
+            num_samples = torch.full((b,), c, dtype=torch.long, device=chunk.device)
+        if isinstance(state, WindowState):
+            return self._window_step(chunk, state, num_samples)
+        return self._cached_step(chunk, state, num_samples)
+
+    def _window_step(self, chunk: Tensor, state: WindowState, num_samples: Tensor) -> tuple[Tensor, Tensor, WindowState]:
+        sc = self.config
+        n, left = sc.chunk_frames, sc.left_frames
+        feats, valid, seen = self._new_frames(chunk, state, num_samples)
+        window = torch.cat([state.features[:, n:], feats], dim=1)
+        wvalid = torch.cat([state.valid[:, n:], valid], dim=1)
+        bias = additive_bias(wvalid[:, None, None, :], window.dtype)
+        encoded = self.model.encoder(window, bias)
+        logits = self.model.ctc_head(encoded[:, left:left + n])
+        new = WindowState(samples=chunk[:, -320:], samples_seen=seen, steps=state.steps + 1,
+                          features=window, valid=wvalid)
+        return logits, wvalid[:, left:left + n], new
+
+    def _cached_step(self, chunk: Tensor, state: CachedState, num_samples: Tensor) -> tuple[Tensor, Tensor, CachedState]:
+        enc = self.model.encoder
+        feats, valid, seen = self._new_frames(chunk, state, num_samples)
+        pos, pos_history = enc.pos_conv.step(feats, state.pos_history)
+        x = enc.embed(feats, pos)
+        allowed = torch.cat([state.cache_valid, valid], dim=1)[:, None, None, :]
+        bias = additive_bias(allowed, x.dtype)
+        left = self.config.left_frames
+        new_keys, new_values = [], []
+        for i, layer in enumerate(enc.layers):
+            x, k, v = layer(x, bias, state.keys[i], state.values[i])
+            new_keys.append(torch.cat([state.keys[i], k], dim=2)[:, :, -left:])
+            new_values.append(torch.cat([state.values[i], v], dim=2)[:, :, -left:])
+        logits = self.model.ctc_head(enc.finish(x))
+        new = CachedState(samples=chunk[:, -320:], samples_seen=seen, steps=state.steps + 1,
+                          pos_history=pos_history, keys=torch.stack(new_keys), values=torch.stack(new_values),
+                          cache_valid=torch.cat([state.cache_valid, valid], dim=1)[:, -left:])
+        return logits, valid, new
+
+    def first_frame(self, steps_before: int) -> int:
+        """Global index of the first frame a step emits, given the steps taken before it."""
+        lag = self.config.right_frames if self.config.mode == "window" else 0
+        return steps_before * self.config.chunk_frames - 1 - lag
+
+    @torch.no_grad()
+    def run(self, samples: Tensor) -> Tensor:
+        """Streams one whole utterance through the step function (tests, benchmarks, file streaming).
+
+        Args:
+            samples: (N,) float samples at 16 kHz.
+
+        Returns:
+            (T, V) logits of the valid frames, T = the offline frame count.
+        """
+        c = self.config.chunk_samples
+        state = self.init_state(1)
+        out = []
+        total = samples.shape[0]
+        pos = 0
+        while pos < total:
+            piece = samples[pos:pos + c]
+            real = piece.shape[0]
+            if real < c:
+                piece = torch.nn.functional.pad(piece, (0, c - real))
+            logits, valid, state = self.step(piece[None], state, torch.tensor([real]))
+            out.append(logits[0][valid[0]])
+            pos += c
+        for _ in range(self.config.flush_steps):
+            logits, valid, state = self.step(torch.zeros(1, c), state, torch.tensor([0]))
+            out.append(logits[0][valid[0]])
+        return torch.cat(out) if out else torch.zeros(0, self.model.config.vocab_size)
