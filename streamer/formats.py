@@ -27,7 +27,7 @@ def to_txt(t: Transcript) -> str:
 def to_json(t: Transcript) -> str:
     """A JSON object: source, duration, text, segments with words (times in seconds), info."""
     data = {"source": t.source, "duration": round(t.duration, 3), "text": t.text,
-            "segments": [asdict(s) for s in t.segments], "info": t.info}
+            "segments": [asdict(s) for s in t.segments], "info": asdict(t.info)}
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 

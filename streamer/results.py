@@ -76,6 +76,22 @@ class Final:
 
 
 @dataclass(frozen=True)
+class RunInfo:
+    """How a transcript was produced."""
+
+    model: str = ""
+    """Model folder."""
+    decoder: str = ""
+    """``greedy``, ``beam`` or ``beam+lm``."""
+    mode: str = ""
+    """``offline`` or ``streaming-window`` / ``streaming-cached``."""
+    seconds: float = 0.0
+    """Wall-clock seconds spent."""
+    rtf: float | None = None
+    """Real-time factor: seconds spent per second of audio."""
+
+
+@dataclass(frozen=True)
 class Transcript:
     """The result of transcribing one file or array."""
 
@@ -87,8 +103,8 @@ class Transcript:
     """Audio duration in seconds."""
     source: str = ""
     """Path of the audio, or '' for an array."""
-    info: dict = field(default_factory=dict, compare=False)
-    """Facts about the run (model, decoder, real-time factor)."""
+    info: RunInfo = field(default_factory=RunInfo, compare=False)
+    """How it was produced."""
 
     @property
     def words(self) -> tuple[Word, ...]:

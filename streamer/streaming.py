@@ -157,13 +157,16 @@ class StreamingEncoder(nn.Module):
     Args:
         model: The model (eval mode).
         config: The streaming setup.
+        trim_invalid: Window mode: skip the window's leading/trailing frames that no stream in the
+            batch has yet (stream start, flush). Exact (masked keys and zero features change nothing)
+            and cheaper in eager mode; export sets False to keep one fixed graph.
 
     Raises:
         ConfigError: Cached mode on a model without a causal positional conv or with a GroupNorm
             front-end (its normalization spans the whole utterance).
     """
 
-    def __init__(self, model: Wav2Vec2CTC, config: StreamingConfig) -> None:
+    def __init__(self, model: Wav2Vec2CTC, config: StreamingConfig, trim_invalid: bool = True) -> None:
         super().__init__()
         mc = model.config
         if mc.hop_samples != 320 or mc.receptive_field_samples != 400:
@@ -181,6 +184,7 @@ class StreamingEncoder(nn.Module):
                 raise ConfigError("cached streaming: expected at least one chunk of left context")
         self.model = model
         self.config = config
+        self.trim_invalid = trim_invalid
 
     # ------------------------------------------------------------------ state
     def init_state(self, batch: int = 1) -> State:
@@ -241,9 +245,15 @@ class StreamingEncoder(nn.Module):
         feats, valid, seen = self._new_frames(chunk, state, num_samples)
         window = torch.cat([state.features[:, n:], feats], dim=1)
         wvalid = torch.cat([state.valid[:, n:], valid], dim=1)
-        bias = additive_bias(wvalid[:, None, None, :], window.dtype)
-        encoded = self.model.encoder(window, bias)
-        logits = self.model.ctc_head(encoded[:, left:left + n])
+        lo, hi = 0, window.shape[1]
+        if self.trim_invalid:
+            any_valid = wvalid.any(dim=0).nonzero()
+            if len(any_valid):
+                lo = min(int(any_valid[0]), left)
+                hi = max(int(any_valid[-1]) + 1, left + n)
+        bias = additive_bias(wvalid[:, None, None, lo:hi], window.dtype)
+        encoded = self.model.encoder(window[:, lo:hi], bias)
+        logits = self.model.ctc_head(encoded[:, left - lo:left - lo + n])
         new = WindowState(samples=chunk[:, -320:], samples_seen=seen, steps=state.steps + 1,
                           features=window, valid=wvalid)
         return logits, wvalid[:, left:left + n], new

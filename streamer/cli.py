@@ -1,0 +1,203 @@
+"""The ``streamer`` command line.
+
+    streamer transcribe FILE... [--model M] [--format txt|json|srt|vtt] [--output-dir D]
+                                [--streaming window|cached --chunk S] [--no-lm] [--lm FILE] ...
+    streamer mic [--model M] [--device N] [--streaming window|cached --chunk S] [--vad 0-3]
+    streamer train --train TSV... --out DIR ...          (see streamer/train/cli.py)
+    streamer lm build corpus.txt -o lm.binary --order N
+    streamer models                                      (bundled models)
+
+Errors print as one line (``error: ...``) without a traceback; ``transcribe`` keeps going through a
+batch when one file fails, and exits with 1 if any did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from streamer.errors import StreamerError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="demo-en", help="bundled model name, model folder, or hub id (default: demo-en)")
+    p.add_argument("--no-lm", action="store_true", help="greedy decoding even when the model ships a language model")
+    p.add_argument("--lm", metavar="FILE", help="KenLM .binary/.arpa to decode with (unigrams.txt beside it is used)")
+    p.add_argument("--beam", type=int, default=32, help="beam width (default: 32)")
+    p.add_argument("--alpha", type=float, help="LM weight (default: the model's lm/attrs.json)")
+    p.add_argument("--beta", type=float, help="word insertion bonus (default: the model's lm/attrs.json)")
+    p.add_argument("--hotword", action="append", default=[], metavar="WORD", help="boost a word (repeatable)")
+    p.add_argument("--hotword-weight", type=float, default=10.0)
+    p.add_argument("--streaming", choices=["window", "cached"], help="run through the streaming encoder in this mode")
+    p.add_argument("--chunk", type=float, default=0.64, help="streaming chunk in seconds (default: 0.64)")
+    p.add_argument("--left", type=float, help="streaming left context in seconds (window: re-encoded, cached: cache)")
+    p.add_argument("--right", type=float, help="window-mode look-ahead in seconds")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
+
+
+def _recognizer(args: argparse.Namespace, stream_files: bool):
+    import torch
+
+    from streamer.recognizer import Recognizer
+    from streamer.streaming import StreamingConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    streaming = StreamingConfig.from_seconds(args.streaming or "window", args.chunk, args.left, args.right)
+    lm = None if args.no_lm else (args.lm or "auto")
+    return Recognizer.load(args.model, lm=lm, streaming=streaming, stream_files=stream_files,
+                           beam_width=args.beam, alpha=args.alpha, beta=args.beta, hotwords=tuple(args.hotword),
+                           hotword_weight=args.hotword_weight)
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    """Transcribes files; one error line per failed file; a summary line at the end."""
+    from tqdm import tqdm
+
+    from streamer.audio import probe
+    from streamer.formats import render
+
+    rec = _recognizer(args, stream_files=args.streaming is not None)
+    out_dir = Path(args.output_dir) if args.output_dir else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    durations = {}
+    for f in args.files:
+        try:
+            durations[f] = max(0.0, probe(f).duration)
+        except StreamerError:
+            durations[f] = 0.0
+    total = sum(durations.values())
+    show = not args.quiet and sys.stderr.isatty() or args.progress
+    bar = tqdm(total=round(total, 1), unit="s", desc="transcribe", disable=not show, file=sys.stderr,
+               bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]")
+    failed, audio_s, t0 = 0, 0.0, time.perf_counter()
+    for f in args.files:
+        done_before = bar.n
+
+        def progress(s: float, base: float = done_before) -> None:
+            bar.n = round(min(base + s, bar.total), 1)
+            bar.refresh()
+
+        try:
+            transcript = rec.transcribe(f, progress=progress)
+        except StreamerError as err:
+            failed += 1
+            bar.write(f"error: {err}", file=sys.stderr)
+            continue
+        finally:
+            bar.n = round(done_before + durations[f], 1)
+            bar.refresh()
+        audio_s += transcript.duration
+        text = render(transcript, args.format)
+        if out_dir is None:
+            if len(args.files) > 1 and args.format == "txt":
+                bar.write(f"{f}: {transcript.text}")
+            else:
+                bar.write(text.rstrip("\n"))
+        else:
+            dest = out_dir / f"{Path(f).stem}.{args.format}"
+            dest.write_text(text, encoding="utf-8")
+    bar.close()
+    elapsed = time.perf_counter() - t0
+    ok = len(args.files) - failed
+    rtf = f", RTF {elapsed / audio_s:.3f}" if audio_s else ""
+    print(f"transcribed {ok}/{len(args.files)} file(s), {audio_s:.1f} s of audio in {elapsed:.1f} s{rtf} "
+          f"[{rec.decoder_name}, {'streaming-' + args.streaming if args.streaming else 'offline'}]"
+          + (f"; {failed} failed" if failed else "") + (f"; outputs in {out_dir}" if out_dir else ""),
+          file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:  # noqa: ARG001
+    """Lists the bundled models."""
+    import json
+
+    from streamer.checkpoint import MODELS_DIR
+    found = False
+    for d in sorted(MODELS_DIR.iterdir()) if MODELS_DIR.is_dir() else []:
+        cfg = d / "config.json"
+        if cfg.is_file():
+            found = True
+            meta = json.loads(cfg.read_text()).get("metadata", {})
+            lm = "with LM" if (d / "lm").is_dir() else "no LM"
+            print(f"{d.name}\t{lm}\t{meta.get('description', '')}")
+    if not found:
+        print(f"no bundled models in {MODELS_DIR}")
+    return EXIT_OK
+
+
+def cmd_lm(args: argparse.Namespace) -> int:
+    """``streamer lm build ...``: delegates to streamer.decoding.lm."""
+    from streamer.decoding.lm import main as lm_main
+    return lm_main(args.rest)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``streamer train ...``: delegates to streamer.train.cli."""
+    from streamer.train.cli import run
+    return run(args)
+
+
+def cmd_mic(args: argparse.Namespace) -> int:
+    """``streamer mic``: live transcription from a microphone."""
+    from streamer.frontend.live import run_mic
+    return run_mic(args, _recognizer(args, stream_files=False))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    p = argparse.ArgumentParser(prog="streamer", description="Streaming on-device speech recognition.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("transcribe", help="transcribe audio files")
+    t.add_argument("files", nargs="+", metavar="FILE")
+    t.add_argument("--format", default="txt", choices=["txt", "json", "srt", "vtt"])
+    t.add_argument("--output-dir", metavar="DIR", help="write <name>.<format> files here (default: stdout)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
+    _add_model_options(t)
+    t.set_defaults(func=cmd_transcribe)
+
+    m = sub.add_parser("mic", help="live transcription from a microphone")
+    _add_model_options(m)
+    m.add_argument("--device", help="input device index or name (default: the system's default input)")
+    m.add_argument("--vad", type=int, default=2, choices=[0, 1, 2, 3], help="webrtcvad aggressiveness (default: 2)")
+    m.add_argument("--no-vad", action="store_true", help="feed every block, no voice activity detection")
+    m.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    m.add_argument("--endpoint", choices=["fast", "default", "slow"], default="default", help="endpoint preset")
+    m.set_defaults(func=cmd_mic)
+
+    from streamer.train.cli import add_arguments
+    tr = sub.add_parser("train", help="train or fine-tune a CTC model")
+    add_arguments(tr)
+    tr.set_defaults(func=cmd_train)
+
+    lm = sub.add_parser("lm", help="language-model tools (streamer lm build --help)", add_help=False)
+    lm.add_argument("rest", nargs=argparse.REMAINDER)
+    lm.set_defaults(func=cmd_lm)
+
+    md = sub.add_parser("models", help="list bundled models")
+    md.set_defaults(func=cmd_models)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``streamer`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except StreamerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED

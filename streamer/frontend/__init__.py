@@ -1,0 +1,1 @@
+"""Audio front-ends: microphone capture and voice activity gating."""

@@ -1,0 +1,130 @@
+"""Live microphone transcription: sounddevice capture → VAD gate → recognizer stream → terminal.
+
+    streamer mic                        # default input device, window streaming, bundled model
+    streamer mic --device 3 --streaming cached --chunk 0.32 --seconds 30
+
+Partial results overwrite one terminal line (committed text, then the tentative tail in brackets);
+each Final is printed on its own line with its start and end time in the session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import sys
+import time
+from typing import Any, TextIO
+
+import numpy as np
+
+from streamer.constants import SAMPLE_RATE
+from streamer.errors import StreamerError, missing_dependency
+from streamer.frontend.vad import VadConfig, VadGate
+from streamer.results import Final, Partial
+
+#: Capture block length, in seconds.
+BLOCK_SECONDS = 0.1
+
+
+class LivePrinter:
+    """Shows partials on one rewritten line and finals on their own lines."""
+
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+        self.width = 0
+        self.tty = out.isatty()
+
+    def show(self, event: Partial | Final, offset: float = 0.0) -> None:
+        """Prints one recognizer event (``offset``: session time of the current stream's start)."""
+        if isinstance(event, Final):
+            line = f"[{event.start + offset:7.2f}-{event.end + offset:7.2f}] {event.text}"
+            self.out.write("\r" + line.ljust(self.width) + "\n" if self.tty else line + "\n")
+            self.width = 0
+        elif self.tty:
+            line = event.committed + (f" [{event.tentative}]" if event.tentative else "")
+            self.out.write("\r" + line[-200:].ljust(self.width))
+            self.width = min(200, len(line))
+        self.out.flush()
+
+
+def _open_input(sd: Any, device: Any, callback: Any) -> tuple[Any, int]:
+    """Opens the input at 16 kHz, or at the device's own rate when it refuses 16 kHz."""
+    block = int(BLOCK_SECONDS * SAMPLE_RATE)
+    try:
+        stream = sd.InputStream(samplerate=SAMPLE_RATE, channels=1, dtype="float32", blocksize=block,
+                                device=device, callback=callback)
+        return stream, SAMPLE_RATE
+    except sd.PortAudioError:
+        rate = int(sd.query_devices(device, "input")["default_samplerate"])
+        stream = sd.InputStream(samplerate=rate, channels=1, dtype="float32", blocksize=int(BLOCK_SECONDS * rate),
+                                device=device, callback=callback)
+        return stream, rate
+
+
+def run_mic(args: argparse.Namespace, rec: Any, out: TextIO = sys.stdout) -> int:
+    """Runs the live loop until Ctrl-C or ``args.seconds``; returns the exit code."""
+    try:
+        import sounddevice as sd
+    except ImportError as err:
+        raise missing_dependency("sounddevice", "mic", "microphone capture") from err
+    except OSError as err:  # PortAudio library missing
+        raise StreamerError(f"microphone capture needs PortAudio ({err}); install it: apt-get install libportaudio2") from None
+    blocks: queue.Queue[np.ndarray] = queue.Queue()
+    overflows = [0]
+
+    def callback(indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:  # noqa: ARG001
+        if status:
+            overflows[0] += 1
+        blocks.put(indata[:, 0].copy())
+
+    device: Any = args.device
+    if isinstance(device, str) and device.isdigit():
+        device = int(device)
+    try:
+        stream_in, rate = _open_input(sd, device, callback)
+    except (sd.PortAudioError, ValueError) as err:
+        raise StreamerError(f"cannot open the input device {args.device or '(default)'}: {err}") from None
+    resampler = None
+    if rate != SAMPLE_RATE:
+        import soxr
+        resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
+    gate = None if args.no_vad else VadGate(VadConfig(aggressiveness=args.vad))
+    vstate = gate.new_state() if gate else None
+    printer = LivePrinter(out)
+    stream = rec.create_stream()
+    session = 0.0  # session seconds at which the current stream started
+    received = 0
+    t0 = time.monotonic()
+    print(f"listening ({rec.decoder_name}, {rec.config.streaming.mode} mode, "
+          f"{rec.config.streaming.chunk_frames * 0.02:.2f}-s chunks); Ctrl-C to stop", file=sys.stderr)
+    try:
+        with stream_in:
+            while args.seconds is None or time.monotonic() - t0 < args.seconds:
+                try:
+                    block = blocks.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if resampler is not None:
+                    block = resampler.resample_chunk(block)
+                received += len(block)
+                end = False
+                if gate is not None:
+                    vstate, passed = gate.process(vstate, block)
+                    audio, end = passed.audio, passed.utterance_end
+                else:
+                    audio = block
+                for event in rec.feed(stream, audio) if len(audio) else []:
+                    printer.show(event, session)
+                if end:
+                    for event in rec.finish(stream):
+                        printer.show(event, session)
+                    stream = rec.create_stream()
+                    session = received / SAMPLE_RATE
+    except KeyboardInterrupt:
+        pass
+    for event in rec.finish(stream):
+        if isinstance(event, Final):
+            printer.show(event, session)
+    if overflows[0]:
+        print(f"warning: {overflows[0]} input overflow(s): audio was dropped (the machine is too busy)", file=sys.stderr)
+    return 0

@@ -1,0 +1,118 @@
+"""Recognizer and Stream: live streams == file streaming, endpoints, two-pass finals, input handling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from streamer.checkpoint import save_checkpoint
+from streamer.endpoint import EndpointConfig
+from streamer.errors import ConfigError
+from streamer.model import Wav2Vec2CTC
+from streamer.model.config import tiny_config
+from streamer.recognizer import Recognizer
+from streamer.results import Final, Partial
+from streamer.streaming import StreamingConfig
+from streamer.vocab import english_characters
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    m = Wav2Vec2CTC(tiny_config(pos_conv_causal=True))
+    m.reset_parameters()
+    return save_checkpoint(tmp_path_factory.mktemp("model"), m.eval(), english_characters())
+
+
+def _signal(seconds: float, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(int(seconds * 16000)) * 0.1).astype(np.float32)
+
+
+def _run_stream(rec: Recognizer, x: np.ndarray, piece: int, rate: int = 16000) -> tuple[list, list[Final]]:
+    s = rec.create_stream()
+    events = []
+    for i in range(0, len(x), piece):
+        events += rec.feed(s, x[i:i + piece], rate)
+    events += rec.finish(s)
+    assert s.done
+    return events, s.finals
+
+
+@pytest.mark.parametrize("mode", ["window", "cached"])
+@pytest.mark.parametrize("piece", [777, 16000])
+def test_stream_equals_file_streaming(model_dir, mode, piece):
+    x = _signal(4.3)
+    cfg = StreamingConfig.from_seconds(mode, 0.32)
+    rec = Recognizer.load(model_dir, lm=None, streaming=cfg, stream_files=True, two_pass=False)
+    file_text = rec.transcribe(x).text
+    _, finals = _run_stream(rec, x, piece)
+    assert " ".join(f.text for f in finals) == file_text
+
+
+def test_endpoints_split_utterances_with_ordered_times(model_dir):
+    x = _signal(5.0, seed=1)
+    rec = Recognizer.load(model_dir, lm=None, streaming=StreamingConfig.from_seconds("window", 0.32),
+                          endpoint=EndpointConfig(max_utterance=1.5), two_pass=False)
+    events, finals = _run_stream(rec, x, 4000)
+    assert len(finals) >= 3
+    for a, b in zip(finals, finals[1:]):
+        assert a.start < a.end <= b.start + 1e-6
+    for f in finals:
+        assert all(f.start - 1e-6 <= w.start <= w.end <= f.end + 0.03 for w in f.words)
+    assert finals[-1].end <= 5.0 + 1e-6
+    assert any(isinstance(e, Partial) for e in events)
+
+
+def test_two_pass_final_is_full_context_decode(model_dir):
+    x = _signal(3.0, seed=2)
+    rec = Recognizer.load(model_dir, lm=None, streaming=StreamingConfig.from_seconds("cached", 0.32), two_pass=True)
+    _, finals = _run_stream(rec, x, 3000)
+    assert len(finals) == 1
+    with torch.no_grad():
+        logits, _ = rec.model(torch.from_numpy(x)[None])
+    assert finals[0].text == rec.decoder.decode(logits[0]).text
+
+
+def test_committed_text_only_grows(model_dir):
+    x = _signal(4.0, seed=3)
+    rec = Recognizer.load(model_dir, lm=None, streaming=StreamingConfig.from_seconds("window", 0.32), two_pass=False)
+    events, _ = _run_stream(rec, x, 2000)
+    committed = [e.committed for e in events if isinstance(e, Partial)]
+    for a, b in zip(committed, committed[1:]):
+        if b:  # a new utterance starts empty
+            assert b.startswith(a) or not a
+
+
+def test_other_sample_rates_and_int16(model_dir):
+    rec = Recognizer.load(model_dir, lm=None)
+    x = _signal(2.0)
+    pcm8k = (x[::2] * 32767).astype(np.int16)
+    s = rec.create_stream()
+    for i in range(0, len(pcm8k), 1000):
+        rec.feed(s, pcm8k[i:i + 1000], 8000)
+    rec.finish(s)
+    assert abs(s.samples_received - 32000) <= 2  # 2 s at 16 kHz after streaming resampling
+    s = rec.create_stream()
+    rec.feed(s, pcm8k[:4000], 8000)
+    with pytest.raises(ConfigError, match="sample rate changed"):
+        s.accept_waveform(pcm8k[4000:], 16000)
+    s.input_finished()
+    with pytest.raises(ConfigError, match="after input_finished"):
+        s.accept_waveform(pcm8k, 8000)
+
+
+def test_transcript_times_and_duration(model_dir):
+    rec = Recognizer.load(model_dir, lm=None)
+    x = _signal(7.0, seed=4)
+    t = rec.transcribe(x)
+    assert abs(t.duration - 7.0) < 1e-6
+    words = t.words
+    assert all(w.start <= w.end for w in words)
+    assert all(a.start <= b.start for a, b in zip(words, words[1:]))
+    assert t.info.decoder == "greedy" and t.info.mode == "offline"
+
+
+def test_lm_argument_must_exist(model_dir, tmp_path):
+    with pytest.raises(ConfigError, match="KenLM"):
+        Recognizer.load(model_dir, lm=tmp_path / "missing.binary")

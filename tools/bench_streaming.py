@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Streaming cost and latency, measured side by side in one run.
+
+Compute per second of audio (real-time factor, RTF = compute seconds / audio seconds) of:
+
+* ``offline``       one forward over the whole utterance (reference);
+* ``window-naive``  window mode done the obvious way: the whole model (conv front-end included) re-run
+                    over left + chunk + right samples every step;
+* ``window``        streamer's window mode: projected features are frame-local, so each frame's conv
+                    front-end runs once and is kept; only the transformer re-runs over the window;
+* ``cached``        block-causal mode with key/value caches (cost independent of stream length);
+
+at chunk sizes 0.32 / 0.64 / 1.0 s, with the algorithmic latency of each setting. Default model: the
+XLSR-53-large architecture with random weights (a causal positional conv for the cached rows).
+
+    python tools/bench_streaming.py --threads 1 --seconds 8
+    python tools/bench_streaming.py --model demo-en --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from streamer.constants import SAMPLE_RATE
+from streamer.model import EncoderConfig, Wav2Vec2CTC, xlsr53_large_config
+from streamer.streaming import StreamingConfig, StreamingEncoder
+
+
+def _timed(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+@torch.no_grad()
+def naive_window(model: Wav2Vec2CTC, x: torch.Tensor, cfg: StreamingConfig) -> None:
+    """Window mode without feature caching: the full model over each step's window of samples."""
+    n, left, right = cfg.chunk_frames, cfg.left_frames, cfg.right_frames
+    frames = model.config.num_frames(len(x))
+    for start in range(0, frames, n):
+        lo = max(0, start - left)
+        hi = min(frames, start + n + right)
+        model(x[lo * 320: hi * 320 + 80][None])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="checkpoint to measure (default: random-weight XLSR-53-large)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seconds", type=float, default=8.0, help="utterance length")
+    p.add_argument("--chunks", type=float, nargs="+", default=[0.32, 0.64, 1.0])
+    p.add_argument("--left", type=float, default=1.28, help="window-mode left context (s)")
+    p.add_argument("--right", type=float, default=0.32, help="window-mode look-ahead (s)")
+    p.add_argument("--left-chunks", type=int, default=4, help="cached-mode left context (chunks)")
+    p.add_argument("--repeats", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    if args.model:
+        from streamer.checkpoint import load_checkpoint
+        base = load_checkpoint(args.model).model
+        name = args.model
+    else:
+        base = Wav2Vec2CTC(xlsr53_large_config()).eval()
+        name = "XLSR-53-large architecture, random weights"
+    causal_cfg = EncoderConfig.from_dict({**base.config.to_dict(), "pos_conv_causal": True})
+    causal = Wav2Vec2CTC(causal_cfg).eval()
+    causal.load_state_dict(base.state_dict())
+    x = torch.randn(int(args.seconds * SAMPLE_RATE)) * 0.1
+    audio = len(x) / SAMPLE_RATE
+    print(f"model: {name}; {args.threads} thread(s); utterance {audio:.1f} s; best of {args.repeats}")
+    offline = _timed(lambda: base(x[None]), args.repeats) / audio
+    rows = [("offline", "-", "whole utterance", offline, None)]
+    for c in args.chunks:
+        w = StreamingConfig.from_seconds("window", c, args.left, args.right)
+        k = StreamingConfig.from_seconds("cached", c, c * args.left_chunks)
+        enc_w, enc_k = StreamingEncoder(base, w), StreamingEncoder(causal, k)
+        t_naive = _timed(lambda: naive_window(base, x, w), args.repeats) / audio
+        t_win = _timed(lambda: enc_w.run(x), args.repeats) / audio
+        t_cached = _timed(lambda: enc_k.run(x), args.repeats) / audio
+        ctx = f"L {w.left_frames * 0.02:.2f} s, R {w.right_frames * 0.02:.2f} s"
+        rows += [("window-naive", f"{c:.2f}", ctx, t_naive, w.latency_seconds),
+                 ("window", f"{c:.2f}", ctx, t_win, w.latency_seconds),
+                 ("cached", f"{c:.2f}", f"{k.left_chunks} chunks cache", t_cached, k.latency_seconds)]
+    print(f"\n| mode | chunk (s) | context | RTF | x offline | latency (s) |")
+    print("|---|---|---|---|---|---|")
+    for mode, chunk, ctx, rtf, lat in rows:
+        print(f"| {mode} | {chunk} | {ctx} | {rtf:.3f} | {rtf / offline:.2f} | {'-' if lat is None else f'{lat:.3f}'} |")
+    by = {(m, c): r for m, c, _, r, _ in rows}
+    for c in args.chunks:
+        key = f"{c:.2f}"
+        print(f"chunk {key} s: feature caching cuts window mode to {by[('window', key)] / by[('window-naive', key)]:.2f}x "
+              f"of the naive cost; cached mode costs {by[('cached', key)] / by[('window', key)]:.2f}x window mode")
+
+
+if __name__ == "__main__":
+    main()

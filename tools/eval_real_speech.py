@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Word error rate on real recorded speech: the Asterisk English prompts, streamer beside pocketsphinx.
+
+The Asterisk core prompts (Debian: asterisk-core-sounds-en-g722 for 16-kHz audio, asterisk-core-sounds-en
+for the transcripts) are one professional speaker reading ~560 telephony prompts. They are the
+project's real-speech TEST set: nothing is ever trained or tuned on them.
+
+    python tools/eval_real_speech.py                         # bundled model (+ its LM) vs pocketsphinx
+    python tools/eval_real_speech.py --model runs/demo/best --no-lm --limit 100
+
+Prints a table of WER/CER per system on the same files, and writes per-utterance hypotheses to
+--out (JSON lines) when given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from streamer.metrics import ErrorRate, char_errors, word_errors
+from streamer.text import normalize_text
+
+SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
+CACHE = Path("data/asterisk")
+
+
+def read_prompts() -> list[tuple[str, str]]:
+    """(key, normalized text) of every spoken prompt whose audio exists (tones and silences skipped)."""
+    if not TRANSCRIPTS.is_file() or not SOUNDS.is_dir():
+        sys.exit("the Asterisk prompts are not installed: apt-get install asterisk-core-sounds-en asterisk-core-sounds-en-g722")
+    out = []
+    for line in gzip.open(TRANSCRIPTS, "rt", encoding="utf-8", errors="replace"):
+        if not line.strip() or line.startswith(";") or ":" not in line:
+            continue
+        key, text = line.split(":", 1)
+        text = text.strip()
+        if not text or text.startswith("[") or not (SOUNDS / f"{key.strip()}.g722").is_file():
+            continue
+        norm = normalize_text(text)
+        if norm:
+            out.append((key.strip(), norm))
+    return out
+
+
+def decode_g722(key: str) -> Path:
+    """16-kHz mono WAV of a prompt, decoded once with ffmpeg into the cache."""
+    wav = CACHE / f"{key}.wav"
+    if not wav.is_file():
+        wav.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "g722", "-i", str(SOUNDS / f"{key}.g722"),
+                        "-ar", "16000", "-ac", "1", str(wav)], check=True)
+    return wav
+
+
+def pocketsphinx_transcribe(wavs: list[Path]) -> list[str]:
+    """pocketsphinx's default US English acoustic model, dictionary and LM."""
+    import soundfile as sf
+    from pocketsphinx import Decoder
+
+    decoder = Decoder(samprate=16000, loglevel="FATAL")
+    hyps = []
+    for w in wavs:
+        x, _ = sf.read(str(w), dtype="int16")
+        decoder.start_utt()
+        decoder.process_raw(x.tobytes(), full_utt=True)
+        decoder.end_utt()
+        hyp = decoder.hyp()
+        hyps.append(normalize_text(hyp.hypstr if hyp else ""))
+    return hyps
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="demo-en", help="streamer model (default: the bundled demo-en)")
+    p.add_argument("--no-lm", action="store_true", help="greedy decoding only")
+    p.add_argument("--no-pocketsphinx", action="store_true")
+    p.add_argument("--limit", type=int, help="first N prompts only")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", help="write per-utterance results here (JSON lines)")
+    args = p.parse_args()
+    if shutil.which("ffmpeg") is None:
+        sys.exit("ffmpeg is needed to decode G.722: apt-get install ffmpeg")
+    import torch
+    torch.set_num_threads(args.threads)
+    prompts = read_prompts()[: args.limit]
+    wavs = [decode_g722(k) for k, _ in prompts]
+    import soundfile as sf
+    hours = sum(sf.info(str(w)).duration for w in wavs) / 3600
+    print(f"{len(prompts)} prompts, {hours * 60:.1f} min of real speech (one speaker)")
+
+    from streamer.recognizer import Recognizer
+    systems: dict[str, list[str]] = {}
+    timing: dict[str, float] = {}
+    variants = [("streamer greedy", False)] + ([] if args.no_lm else [("streamer beam+LM", True)])
+    for name, use_lm in variants:
+        rec = Recognizer.load(args.model, lm="auto" if use_lm else None)
+        if use_lm and rec.decoder_name == "greedy":
+            print(f"{args.model} ships no language model: skipping '{name}'")
+            continue
+        t = time.perf_counter()
+        systems[name] = [rec.transcribe(w).text for w in wavs]
+        timing[name] = time.perf_counter() - t
+    if not args.no_pocketsphinx:
+        t = time.perf_counter()
+        systems["pocketsphinx 5 (en-us)"] = pocketsphinx_transcribe(wavs)
+        timing["pocketsphinx 5 (en-us)"] = time.perf_counter() - t
+
+    print("\n| system | WER | CER | RTF |\n|---|---|---|---|")
+    for name, hyps in systems.items():
+        w, c = ErrorRate(0, 0), ErrorRate(0, 0)
+        for (_, ref), hyp in zip(prompts, hyps):
+            w, c = w + word_errors(ref, hyp), c + char_errors(ref, hyp)
+        print(f"| {name} | {w.rate:.3f} | {c.rate:.3f} | {timing[name] / (hours * 3600):.3f} |")
+    if args.out:
+        with open(args.out, "w") as f:
+            for i, (key, ref) in enumerate(prompts):
+                f.write(json.dumps({"key": key, "ref": ref, **{n: h[i] for n, h in systems.items()}}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
