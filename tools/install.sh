@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   ffmpeg sox libsndfile1 libportaudio2                        # audio I/O, m4a/aac, microphone
   espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts   # TTS for corpus + tests
-  fortune-mod fortunes                                        # corpus text
+  fortune-mod fortunes dict-wn sword-text-web diatheke        # corpus text
   asterisk-core-sounds-en asterisk-core-sounds-en-g722        # real-speech TEST set (never trained on)
   cmake g++ libboost-program-options-dev libboost-system-dev libboost-thread-dev libboost-test-dev  # KenLM
 )

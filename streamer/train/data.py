@@ -163,6 +163,13 @@ def collate(waves: Sequence[np.ndarray], texts: Sequence[str], vocab: Vocabulary
                  torch.tensor([len(x) for x in ids]), tuple(texts))
 
 
+def random_pad(wave: np.ndarray, rng: np.random.Generator, max_seconds: float = 0.3) -> np.ndarray:
+    """Adds 0..``max_seconds`` of silence at each end (engines differ in their own edge silence, which a
+    model could otherwise learn as a cue)."""
+    lo, hi = rng.integers(0, int(max_seconds * SAMPLE_RATE) + 1, size=2)
+    return np.pad(wave, (int(lo), int(hi)))
+
+
 class BatchIterator:
     """Iterates over the batches of one epoch, loading and augmenting audio on the fly.
 
@@ -172,15 +179,20 @@ class BatchIterator:
         batches: Index lists from `length_batches`.
         augment: Optional waveform augmentation (float32 array → float32 array).
         start: Batch index to resume from.
+        pad_seconds: Random silence added at each end, up to this many seconds (0 = none).
+        seed: Seed of the padding.
     """
 
     def __init__(self, utterances: Sequence[Utterance], vocab: Vocabulary, batches: list[list[int]],
-                 augment: Callable[[np.ndarray], np.ndarray] | None = None, start: int = 0) -> None:
+                 augment: Callable[[np.ndarray], np.ndarray] | None = None, start: int = 0,
+                 pad_seconds: float = 0.0, seed: int = 0) -> None:
         self.utterances = utterances
         self.vocab = vocab
         self.batches = batches
         self.augment = augment
         self.position = start
+        self.pad_seconds = pad_seconds
+        self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -193,6 +205,8 @@ class BatchIterator:
             for i in idx:
                 u = self.utterances[i]
                 w = load_waveform(u.path)
+                if self.pad_seconds > 0:
+                    w = random_pad(w, self.rng, self.pad_seconds)
                 if self.augment is not None:
                     w = self.augment(w)
                 waves.append(w)

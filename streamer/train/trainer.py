@@ -86,6 +86,8 @@ class TrainConfig:
     """Block-causal masks per batch (None = always full attention)."""
     augment: bool = True
     """Online waveform augmentation (speed, warp, gain, noise, reverb)."""
+    pad_seconds: float = 0.3
+    """Random silence added at each end of training utterances, up to this many seconds."""
     sorted_first_epoch: bool = True
     """First epoch from shortest to longest utterance."""
     eval_every: int = 500
@@ -122,6 +124,8 @@ class TrainConfig:
             raise ConfigError(f"final_lr_ratio: expected [0, 1], found {self.final_lr_ratio}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device: expected auto, cpu or cuda, found {self.device!r}")
+        if self.pad_seconds < 0:
+            raise ConfigError(f"pad_seconds: expected >= 0, found {self.pad_seconds}")
         if self.max_batch_seconds <= 0 or self.max_utterance_seconds <= 0:
             raise ConfigError("max_batch_seconds and max_utterance_seconds: expected > 0")
 
@@ -387,7 +391,8 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> TrainSummary:
             batches = length_batches([u.duration for u in train_set], cfg.max_batch_seconds, rng, sorted_order=first)
             per_rank = len(batches) // dist.world
             batches = batches[dist.rank::dist.world][:per_rank]
-            it = BatchIterator(train_set, vocab, batches, augmenter, start=state["position"])
+            it = BatchIterator(train_set, vocab, batches, augmenter, start=state["position"],
+                               pad_seconds=cfg.pad_seconds, seed=cfg.seed * 7 + state["epoch"] * 1009 + dist.rank)
             micro = 0
             for batch in it:
                 chunk = cfg.dynamic_chunk.sample(chunk_rng) if cfg.dynamic_chunk is not None else None

@@ -1,0 +1,310 @@
+"""KenLM n-gram language models for beam-search decoding: building, and reading word lists.
+
+``build_lm`` normalizes a text corpus with `streamer.text.normalize_text` (the same function that
+makes training labels), trains an ARPA model with KenLM's ``lmplz``, converts it with
+``build_binary`` and writes the model's word list beside it::
+
+    lm.binary              the KenLM model (or lm.arpa when the output name ends in .arpa)
+    lm.unigrams.txt        its words, one per line, sorted (no <s>, </s>, <unk>)
+
+pyctcdecode (and so `streamer.decoding.beam.BeamSearchDecoder`) needs that word list with a binary
+model: it decides which words are known and which partial words may still become one.
+
+``lmplz`` and ``build_binary`` are not on PyPI as programs; ``tools/build_kenlm.sh`` compiles them
+from the kenlm source distribution into ``$STREAMER_CACHE/kenlm/bin`` (default
+``~/.cache/streamer/kenlm/bin``). They are looked up there, then on ``PATH``.
+
+Command line (wired as ``streamer lm``)::
+
+    streamer lm build corpus.txt -o lm.binary --order 3 [--prune 0 1 1] [--memory 512M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from streamer.errors import ConfigError, StreamerError
+from streamer.text import normalize_text
+
+#: The script that builds lmplz and build_binary.
+BUILD_SCRIPT = "tools/build_kenlm.sh"
+#: Largest n-gram order the KenLM build supports (its default KENLM_MAX_ORDER).
+MAX_ORDER = 6
+#: ARPA markers that are not words.
+_MARKERS = frozenset({"<s>", "</s>", "<unk>"})
+
+
+class KenLMToolsMissingError(StreamerError, FileNotFoundError):
+    """lmplz / build_binary were not found (the message names tools/build_kenlm.sh)."""
+
+
+class LMBuildError(StreamerError):
+    """lmplz or build_binary failed (the message holds the end of its log)."""
+
+
+@dataclass(frozen=True)
+class KenLMTools:
+    """Paths of the two KenLM programs."""
+
+    lmplz: Path
+    build_binary: Path
+
+
+@dataclass(frozen=True)
+class BuiltLM:
+    """What `build_lm` wrote.
+
+    Attributes:
+        path: The model (.binary, or .arpa).
+        unigrams_path: Its word list (see `unigrams_path_for`).
+        order: N-gram order.
+        sentences: Non-empty corpus lines after normalization.
+        tokens: Words in those lines.
+        vocabulary: Distinct words (lines of the word list).
+    """
+
+    path: Path
+    unigrams_path: Path
+    order: int
+    sentences: int
+    tokens: int
+    vocabulary: int
+
+
+def cache_dir() -> Path:
+    """streamer's cache folder: ``$STREAMER_CACHE``, else ``~/.cache/streamer``."""
+    env = os.environ.get("STREAMER_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "streamer"
+
+
+def kenlm_bin_dir() -> Path:
+    """Where tools/build_kenlm.sh installs lmplz and build_binary."""
+    return cache_dir() / "kenlm" / "bin"
+
+
+def find_kenlm_tools(bin_dir: str | Path | None = None) -> KenLMTools:
+    """Locates lmplz and build_binary.
+
+    Args:
+        bin_dir: Folder to use; default: `kenlm_bin_dir()`, then ``PATH``.
+
+    Raises:
+        KenLMToolsMissingError: Not found; the message says how to build them.
+    """
+    folders = [Path(bin_dir)] if bin_dir is not None else [kenlm_bin_dir()]
+    found = {}
+    for name in ("lmplz", "build_binary"):
+        for folder in folders:
+            candidate = folder / name
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                found[name] = candidate
+                break
+        else:
+            on_path = shutil.which(name) if bin_dir is None else None
+            if on_path is None:
+                where = ", ".join(str(f) for f in folders) + ("" if bin_dir is not None else " or PATH")
+                raise KenLMToolsMissingError(
+                    f"KenLM's '{name}' program was expected in {where}, found none. "
+                    f"Build it with: bash {BUILD_SCRIPT}  (about 1-2 minutes; needs cmake, g++ and Boost)"
+                )
+            found[name] = Path(on_path)
+    return KenLMTools(lmplz=found["lmplz"], build_binary=found["build_binary"])
+
+
+def unigrams_path_for(lm_path: str | Path) -> Path:
+    """The word-list file that belongs to a model: ``lm.binary`` -> ``lm.unigrams.txt``."""
+    return Path(lm_path).with_suffix(".unigrams.txt")
+
+
+def load_unigrams(path: str | Path) -> list[str]:
+    """Reads an LM's words: a word-list file (one per line) or the 1-grams of an ARPA file.
+
+    Args:
+        path: ``*.unigrams.txt`` or ``*.arpa``.
+
+    Returns:
+        The words, without ``<s>``, ``</s>`` and ``<unk>``, in file order.
+
+    Raises:
+        ConfigError: The file is missing or holds no words.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"unigrams: expected a word-list or ARPA file, found no file at {path}")
+    with open(path, encoding="utf-8") as f:
+        first = ""
+        for line in f:
+            if line.strip():
+                first = line.strip()
+                break
+        if first == "\\data\\":
+            words = _arpa_unigrams(f)
+        else:
+            words = [first] if first else []
+            words += [w for w in (line.strip() for line in f) if w]
+    words = [w for w in words if w not in _MARKERS]
+    if not words:
+        raise ConfigError(f"unigrams: expected at least one word in {path}, found none")
+    return words
+
+
+def _arpa_unigrams(lines) -> list[str]:
+    """Words of the \\1-grams: section of an ARPA file (lines after the \\data\\ header)."""
+    words = []
+    inside = False
+    for line in lines:
+        line = line.strip()
+        if line == "\\1-grams:":
+            inside = True
+        elif inside and (line.startswith("\\") or not line and words):
+            break
+        elif inside and line:
+            parts = line.split("\t")
+            if len(parts) < 2:
+                parts = line.split()
+            words.append(parts[1])
+    return words
+
+
+def build_lm(
+    corpus_txt: str | Path,
+    out_path: str | Path,
+    order: int = 3,
+    prune: Sequence[int] = (),
+    *,
+    discount_fallback: bool = True,
+    memory: str = "512M",
+    bin_dir: str | Path | None = None,
+) -> BuiltLM:
+    """Trains a KenLM model on a text corpus and writes its word list beside it.
+
+    Each line of the corpus is one sentence; it is normalized with ``normalize_text`` (lower case,
+    a-z and apostrophe, digits spelled out) and empty results are skipped.
+
+    Args:
+        corpus_txt: UTF-8 text file, one sentence per line.
+        out_path: Model to write; ``.arpa`` keeps the text format, anything else (e.g. ``.binary``)
+            is converted with build_binary. Parent folders are created.
+        order: N-gram order, 1 .. MAX_ORDER.
+        prune: lmplz ``--prune`` count thresholds per order (first must be 0, non-decreasing,
+            at most ``order`` values); empty keeps every n-gram.
+        discount_fallback: Pass ``--discount_fallback`` (needed for small or repetitive corpora,
+            whose Kneser-Ney discounts cannot be estimated).
+        memory: lmplz ``-S`` sorting memory (e.g. ``512M``, ``10%``); lmplz's own default, 80% of
+            RAM, is too much on a shared machine.
+        bin_dir: Folder of lmplz and build_binary (default: see `find_kenlm_tools`).
+
+    Returns:
+        The paths and corpus counts.
+
+    Raises:
+        ConfigError: Bad arguments, or a corpus with no words.
+        KenLMToolsMissingError: lmplz / build_binary not built yet.
+        LMBuildError: lmplz or build_binary failed.
+    """
+    corpus_txt, out_path = Path(corpus_txt), Path(out_path)
+    if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= MAX_ORDER:
+        raise ConfigError(f"lm.order: expected an integer in [1, {MAX_ORDER}], found {order!r}")
+    prune = [int(p) for p in prune]
+    if prune and (len(prune) > order or prune[0] != 0 or any(b < a for a, b in zip(prune, prune[1:]))
+                  or min(prune) < 0):
+        raise ConfigError(f"lm.prune: expected at most {order} non-decreasing counts starting with 0 "
+                          f"(e.g. 0 1 1), found {prune}")
+    if not corpus_txt.is_file():
+        raise ConfigError(f"lm.corpus: expected a text file, found no file at {corpus_txt}")
+    tools = find_kenlm_tools(bin_dir)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="streamer-lm-", dir=out_path.parent) as tmp:
+        tmp_dir = Path(tmp)
+        text_path = tmp_dir / "corpus.txt"
+        sentences = tokens = 0
+        vocabulary: set[str] = set()
+        with open(corpus_txt, encoding="utf-8", errors="replace") as src, open(text_path, "w", encoding="utf-8") as dst:
+            for line in src:
+                norm = normalize_text(line)
+                if norm:
+                    words = norm.split()
+                    sentences += 1
+                    tokens += len(words)
+                    vocabulary.update(words)
+                    dst.write(norm + "\n")
+        if not sentences:
+            raise ConfigError(f"lm.corpus: expected text with words after normalization, found none in {corpus_txt}")
+        arpa_path = tmp_dir / "lm.arpa"
+        command = [str(tools.lmplz), "-o", str(order), "-S", memory, "-T", str(tmp_dir)]
+        if discount_fallback:
+            command.append("--discount_fallback")
+        if prune:
+            command += ["--prune", *(str(p) for p in prune)]
+        with open(text_path, "rb") as stdin, open(arpa_path, "wb") as stdout:
+            _run(command, stdin=stdin, stdout=stdout)
+        model_words = load_unigrams(arpa_path)
+        if out_path.suffix == ".arpa":
+            shutil.move(str(arpa_path), out_path)
+        else:
+            binary_tmp = tmp_dir / "lm.binary"
+            _run([str(tools.build_binary), str(arpa_path), str(binary_tmp)])
+            shutil.move(str(binary_tmp), out_path)
+        unigrams_path = unigrams_path_for(out_path)
+        words_tmp = tmp_dir / "unigrams.txt"
+        words_tmp.write_text("".join(w + "\n" for w in sorted(set(model_words))), encoding="utf-8")
+        shutil.move(str(words_tmp), unigrams_path)
+    return BuiltLM(path=out_path, unigrams_path=unigrams_path, order=order, sentences=sentences,
+                   tokens=tokens, vocabulary=len(set(model_words)))
+
+
+def _run(command: list[str], **kwargs) -> None:
+    """Runs a KenLM program; raises LMBuildError with the end of its log if it fails."""
+    log = subprocess.run(command, stderr=subprocess.PIPE, check=False, **kwargs)
+    if log.returncode != 0:
+        tail = log.stderr.decode("utf-8", "replace").strip().splitlines()[-8:]
+        raise LMBuildError(f"{Path(command[0]).name} failed with exit code {log.returncode}: "
+                           + " | ".join(tail))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``streamer lm``: language-model commands.
+
+    Args:
+        argv: Arguments after ``lm``, e.g. ``["build", "corpus.txt", "-o", "lm.binary", "--order", "3"]``.
+
+    Returns:
+        Exit code: 0 on success, 1 on an error (printed as one line on stderr), 2 on bad usage.
+    """
+    parser = argparse.ArgumentParser(prog="streamer lm", description="KenLM language models for beam search.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="train an n-gram LM on a text corpus (needs tools/build_kenlm.sh)",
+                           description="Normalizes the corpus, runs lmplz and build_binary, and writes "
+                                       "<out stem>.unigrams.txt beside the model.")
+    build.add_argument("corpus", type=Path, help="UTF-8 text, one sentence per line")
+    build.add_argument("-o", "--output", type=Path, required=True, help="model path (.binary, or .arpa)")
+    build.add_argument("--order", type=int, default=3, help="n-gram order (default 3)")
+    build.add_argument("--prune", type=int, nargs="+", default=[], metavar="COUNT",
+                       help="lmplz --prune thresholds per order, e.g. 0 1 1")
+    build.add_argument("--memory", default="512M", help="lmplz sorting memory, e.g. 512M or 10%% (default 512M)")
+    build.add_argument("--no-discount-fallback", action="store_true",
+                       help="fail instead of using fallback discounts on small corpora")
+    build.add_argument("--bin-dir", type=Path, default=None,
+                       help=f"folder of lmplz and build_binary (default {kenlm_bin_dir()}, then PATH)")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    try:
+        built = build_lm(args.corpus, args.output, order=args.order, prune=args.prune,
+                         discount_fallback=not args.no_discount_fallback, memory=args.memory,
+                         bin_dir=args.bin_dir)
+    except StreamerError as err:
+        print(f"streamer lm: error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {built.path} (order {built.order}, {built.sentences} sentences, {built.tokens} words, "
+          f"{built.vocabulary} distinct) and {built.unigrams_path}")
+    return 0

@@ -1,0 +1,131 @@
+"""KenLM tooling: word lists, finding lmplz/build_binary, building an LM and decoding with it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamer.decoding.lm import (
+    BUILD_SCRIPT,
+    KenLMToolsMissingError,
+    build_lm,
+    find_kenlm_tools,
+    load_unigrams,
+    main,
+    unigrams_path_for,
+)
+from streamer.errors import ConfigError
+from streamer.vocab import english_characters
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = """The cat sat on the mat.
+The dog sat on the log!
+A cat and a dog ran home; the cat won't stop.
+It's 42 degrees -- said the CAT.
+
+"""
+
+
+@pytest.fixture(scope="module")
+def kenlm_tools():
+    """lmplz/build_binary; built with tools/build_kenlm.sh only when STREAMER_BUILD_KENLM=1."""
+    try:
+        return find_kenlm_tools()
+    except KenLMToolsMissingError:
+        if os.environ.get("STREAMER_BUILD_KENLM") != "1":
+            pytest.skip(f"KenLM's lmplz/build_binary are not built: run 'bash {BUILD_SCRIPT}' "
+                        "(or set STREAMER_BUILD_KENLM=1 to let this test build them)")
+    subprocess.run(["bash", str(REPO / BUILD_SCRIPT)], check=True, env={**os.environ, "JOBS": os.environ.get("JOBS", "2")})
+    return find_kenlm_tools()
+
+
+def test_load_unigrams_from_list_and_arpa(tmp_path):
+    words = tmp_path / "lm.unigrams.txt"
+    words.write_text("cat\n\n dog \n<unk>\n")
+    assert load_unigrams(words) == ["cat", "dog"]
+    arpa = tmp_path / "lm.arpa"
+    arpa.write_text("\\data\\\nngram 1=4\n\n\\1-grams:\n-1.0\t<unk>\t0\n-99\t<s>\t0\n-0.5\tcat\n-0.5\thome\n\n"
+                    "\\end\\\n")
+    assert load_unigrams(arpa) == ["cat", "home"]
+    with pytest.raises(ConfigError, match="no file"):
+        load_unigrams(tmp_path / "missing.txt")
+    (tmp_path / "empty.txt").write_text("\n<s>\n")
+    with pytest.raises(ConfigError, match="at least one word"):
+        load_unigrams(tmp_path / "empty.txt")
+    assert unigrams_path_for("out/lm.binary") == Path("out/lm.unigrams.txt")
+
+
+def test_missing_tools_error_names_the_build_script(tmp_path):
+    with pytest.raises(KenLMToolsMissingError, match="tools/build_kenlm.sh") as err:
+        find_kenlm_tools(tmp_path)
+    assert str(tmp_path) in str(err.value)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("hello\n")
+    assert main(["build", str(corpus), "-o", str(tmp_path / "lm.binary"), "--bin-dir", str(tmp_path)]) == 1
+
+
+def test_build_lm_argument_errors(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("hello world\n")
+    with pytest.raises(ConfigError, match="order"):
+        build_lm(corpus, tmp_path / "lm.binary", order=0)
+    with pytest.raises(ConfigError, match="prune"):
+        build_lm(corpus, tmp_path / "lm.binary", order=3, prune=[1, 1])
+    with pytest.raises(ConfigError, match="no file"):
+        build_lm(tmp_path / "missing.txt", tmp_path / "lm.binary")
+    assert main(["build", str(corpus)]) == 2  # -o is required
+
+
+def test_build_lm_and_decode_with_it(kenlm_tools, tmp_path):
+    from streamer.decoding.beam import BeamSearchDecoder, DecoderConfig
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS)
+    built = build_lm(corpus, tmp_path / "models" / "lm.binary", order=3)
+    assert built.path.is_file() and built.path.read_bytes()[:4] != b"\\dat"  # binary, not ARPA
+    assert built.unigrams_path == tmp_path / "models" / "lm.unigrams.txt"
+    expected = {"the", "cat", "sat", "on", "mat", "dog", "log", "a", "and", "ran", "home", "won't", "stop",
+                "it's", "four", "two", "degrees", "said"}
+    assert set(load_unigrams(built.unigrams_path)) == expected  # normalized: lower case, digits spelled
+    assert (built.sentences, built.vocabulary) == (4, len(expected))
+
+    vocab = english_characters()
+    rng = np.random.default_rng(0)
+    ids = []
+    for word in "the dog sat on the log".split():  # no delimiter after the last word, as in training labels
+        ids += [vocab.delimiter_id, 0] if ids else []
+        for ch in word:
+            ids += [vocab.tokens.index(ch), 0]
+    logits = rng.normal(size=(len(ids), len(vocab))) * 0.5
+    logits[np.arange(len(ids)), ids] += 5.0
+    # Make the last word sound more like 'lag' than 'log': the LM knows only 'log'.
+    a_row = ids.index(vocab.tokens.index("o"), len(ids) - 6)
+    logits[a_row, vocab.tokens.index("a")] = logits[a_row].max() + 0.5
+    logging.disable(logging.WARNING)
+    try:
+        plain = BeamSearchDecoder(vocab, DecoderConfig(beam_width=16)).decode(logits)
+        with_lm = BeamSearchDecoder(vocab, DecoderConfig(beam_width=16, lm_path=str(built.path))).decode(logits)
+    finally:
+        logging.disable(logging.NOTSET)
+    assert plain.text == "the dog sat on the lag"
+    assert with_lm.text == "the dog sat on the log"
+
+
+def test_main_builds_arpa(kenlm_tools, tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS)
+    out = tmp_path / "lm.arpa"
+    assert main(["build", str(corpus), "-o", str(out), "--order", "2", "--prune", "0", "1"]) == 0
+    assert out.read_text().startswith("\\data\\")
+    assert "ngram 3=" not in out.read_text()
+    assert (tmp_path / "lm.unigrams.txt").is_file()
+    assert str(out) in capsys.readouterr().out
+    empty = tmp_path / "empty.txt"
+    empty.write_text("!!! ...\n\n")
+    assert main(["build", str(empty), "-o", str(tmp_path / "x.binary")]) == 1
+    assert "expected text with words" in capsys.readouterr().err
