@@ -390,6 +390,10 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> TrainSummary:
             first = state["epoch"] == 0 and cfg.sorted_first_epoch
             batches = length_batches([u.duration for u in train_set], cfg.max_batch_seconds, rng, sorted_order=first)
             per_rank = len(batches) // dist.world
+            if per_rank == 0:
+                raise ConfigError(
+                    f"training set: {len(batches)} batch(es) of {cfg.max_batch_seconds} s cannot feed {dist.world} "
+                    "process(es); lower --batch-seconds or add data")
             batches = batches[dist.rank::dist.world][:per_rank]
             it = BatchIterator(train_set, vocab, batches, augmenter, start=state["position"],
                                pad_seconds=cfg.pad_seconds, seed=cfg.seed * 7 + state["epoch"] * 1009 + dist.rank)

@@ -1,0 +1,135 @@
+"""The training loop: fine-tuning a tiny random XLSR-shaped checkpoint, resuming, and DDP with gloo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import REPO, make_hf_checkpoint
+from streamer.checkpoint import load_checkpoint
+from streamer.train.data import length_batches, read_manifest
+from streamer.train.masking import DynamicChunkConfig, SpecAugmentConfig
+from streamer.train.trainer import TrainConfig, lr_at, train
+
+SENTENCES = ["open the door", "close the window", "turn on the light", "good morning"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """Four espeak-ng utterances and a manifest (the CI install provides espeak-ng)."""
+    from streamer.corpus.tts import Voice, synthesize
+
+    root = tmp_path_factory.mktemp("corpus")
+    lines = []
+    for i, text in enumerate(SENTENCES):
+        sf.write(root / f"u{i}.flac", synthesize(Voice("espeak", "en-us+m1"), text), 16000)
+        lines.append(f"u{i}.flac\t{text}")
+    (root / "train.tsv").write_text("\n".join(lines) + "\n")
+    return root / "train.tsv"
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory) -> Path:
+    """A tiny random checkpoint in the shape of XLSR-53 pre-training (no CTC head)."""
+    folder = tmp_path_factory.mktemp("xlsr-tiny")
+    make_hf_checkpoint(folder, "hf_tiny_layer_norm")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["architectures"] = ["Wav2Vec2ForPreTraining"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+def _losses(run: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run / "log.jsonl").read_text().splitlines() if '"loss"' in line]
+
+
+def _config(corpus: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(train_manifests=(str(corpus),), dev_manifest=str(corpus), out_dir=str(out), max_steps=24,
+                warmup_steps=4, peak_lr=3e-3, final_lr_ratio=0.5, max_batch_seconds=30.0, eval_every=24,
+                log_every=4, augment=False, pad_seconds=0.0, threads=2, seed=1,
+                specaugment=SpecAugmentConfig(time_prob=0.0), dynamic_chunk=None)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_fine_tuning_loss_decreases_and_checkpoint_round_trips(corpus, pretrained, tmp_path):
+    cfg = _config(corpus, tmp_path / "run", init_from=str(pretrained), freeze_feature_encoder=True,
+                  causal_pos_conv=False)
+    summary = train(cfg, show_progress=False)
+    assert summary.steps == 24
+    losses = _losses(tmp_path / "run")
+    assert losses[-1] < 0.7 * losses[0], losses
+    best = load_checkpoint(tmp_path / "run" / "best")
+    last = load_checkpoint(tmp_path / "run" / "last")
+    assert best.config.hidden_size == 48 and len(last.vocab) == 30
+    # the frozen feature encoder kept the pre-trained weights
+    from safetensors.torch import load_file
+    hf = load_file(str(pretrained / "model.safetensors"))
+    key = "wav2vec2.feature_extractor.conv_layers.0.conv.weight"
+    assert (last.model.feature_extractor.conv_layers[0].conv.weight - hf[key]).abs().max() == 0
+
+
+def test_resume_continues_from_checkpoint(corpus, tmp_path):
+    out = tmp_path / "run"
+    train(_config(corpus, out, preset="tiny", max_steps=8, dynamic_chunk=DynamicChunkConfig()), show_progress=False)
+    first = _losses(out)
+    summary = train(_config(corpus, out, preset="tiny", max_steps=12, dynamic_chunk=DynamicChunkConfig()), show_progress=False)
+    assert summary.steps == 12
+    assert len(_losses(out)) == len(first) + 1  # steps 9..12 logged once more (log_every=4)
+
+
+def _torchrun(corpus: Path, out: Path, batch_seconds: str, port: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+           "-m", "streamer", "train", "--train", str(corpus), "--out", str(out), "--preset", "tiny",
+           "--max-steps", "6", "--warmup-steps", "2", "--batch-seconds", batch_seconds, "--threads", "1",
+           "--no-augment", "--no-progress", "--log-every", "2", "--eval-every", "100", "--device", "cpu"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_ddp_gloo_two_processes(corpus, tmp_path):
+    out = tmp_path / "ddp"
+    res = _torchrun(corpus, out, "3", "29517")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "2 process(es)" in res.stdout
+    assert load_checkpoint(out / "last").config.num_layers == 2
+    assert len(_losses(out)) == 3
+
+
+def test_ddp_with_fewer_batches_than_processes_fails_cleanly(corpus, tmp_path):
+    res = _torchrun(corpus, tmp_path / "ddp1", "1000", "29519")
+    assert res.returncode != 0
+    assert "cannot feed 2 process(es)" in res.stdout + res.stderr
+
+
+def test_lr_schedule_and_batching():
+    cfg = TrainConfig(train_manifests=("x.tsv",), out_dir="o", max_steps=1000, warmup_steps=100, peak_lr=1e-3,
+                      final_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(1e-5)
+    assert lr_at(99, cfg) == pytest.approx(1e-3)
+    assert lr_at(1000, cfg) == pytest.approx(1e-4)
+    assert all(lr_at(i, cfg) >= lr_at(i + 1, cfg) for i in range(100, 999))
+    durations = list(np.random.default_rng(0).uniform(1, 10, 300))
+    batches = length_batches(durations, 40.0, rng=None, sorted_order=True)
+    assert sorted(i for b in batches for i in b) == list(range(300))
+    assert all(len(b) * max(durations[i] for i in b) <= 40.0 or len(b) == 1 for b in batches)
+    firsts = [durations[b[0]] for b in batches]
+    assert firsts == sorted(firsts)
+
+
+def test_manifest_formats(tmp_path):
+    (tmp_path / "a.tsv").write_text("x.flac\tHello, World!\n")
+    (tmp_path / "a.lengths").write_text("1.5\n")
+    (tmp_path / "cv.tsv").write_text("client_id\tpath\tsentence\n1\ty.flac\tIt's fine.\n")
+    sf.write(tmp_path / "y.flac", np.zeros(8000, dtype=np.float32), 16000)
+    a = read_manifest(tmp_path / "a.tsv")[0]
+    assert (a.text, a.duration, a.path) == ("hello world", 1.5, tmp_path / "x.flac")
+    cv = read_manifest(tmp_path / "cv.tsv")[0]
+    assert (cv.text, cv.duration) == ("it's fine", 0.5)
