@@ -32,6 +32,7 @@ from streamer.convert.huggingface import (
 from streamer.errors import CheckpointError, ConfigError
 from streamer.model.config import EncoderConfig
 from streamer.model.model import Wav2Vec2CTC
+from streamer.preprocess import PreprocessConfig
 from streamer.vocab import Vocabulary
 
 #: Format tag written into streamer's own config.json.
@@ -44,6 +45,7 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = "demo-en"
 #: Files fetched for a hub id.
 _HUB_FILES = ["config.json", "model.safetensors", "pytorch_model.bin", "vocab.json", "tokenizer_config.json",
+              "preprocessor_config.json",
               "special_tokens_map.json", "added_tokens.json", "lm/*", "README.md"]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -62,6 +64,8 @@ class Checkpoint:
     """``streamer-ctc`` or ``huggingface``."""
     metadata: Mapping[str, Any] = field(default_factory=dict)
     """Free-form facts saved with the weights (training recipe, streaming setup, metrics)."""
+    preprocess: PreprocessConfig = PreprocessConfig()
+    """What the samples need before the encoder (e.g. per-utterance normalization)."""
 
     @property
     def config(self) -> EncoderConfig:
@@ -162,6 +166,7 @@ def _load_streamer(folder: Path, config: Mapping[str, Any]) -> Checkpoint:
     try:
         enc = EncoderConfig.from_dict(config["encoder"])
         vocab = Vocabulary.from_dict(config["vocabulary"])
+        pre = PreprocessConfig.from_dict(config.get("preprocess", {}))
     except KeyError as err:
         raise CheckpointError(f"model: config.json in {folder} lacks the {err.args[0]!r} section") from None
     except ConfigError as err:
@@ -180,7 +185,7 @@ def _load_streamer(folder: Path, config: Mapping[str, Any]) -> Checkpoint:
     if bad:
         raise CheckpointError(f"model: shape mismatches in {folder}: {bad[:3]}")
     model.load_state_dict({k: v.float() for k, v in state.items()})
-    return Checkpoint(model.eval(), vocab, folder, FORMAT, dict(config.get("metadata", {})))
+    return Checkpoint(model.eval(), vocab, folder, FORMAT, dict(config.get("metadata", {})), pre)
 
 
 def _hf_tokenizer_config(folder: Path) -> dict[str, Any]:
@@ -200,6 +205,8 @@ def _load_huggingface(folder: Path, config: Mapping[str, Any]) -> Checkpoint:
     try:
         enc = encoder_config_from_hf(config)
         vocab = vocabulary_from_hf(_read_json(folder / "vocab.json"), _hf_tokenizer_config(folder), config)
+        pre_file = folder / "preprocessor_config.json"
+        pre = PreprocessConfig.from_hf(_read_json(pre_file) if pre_file.is_file() else {})
     except ConfigError as err:
         raise CheckpointError(f"model: unsupported Hugging Face checkpoint in {folder}: {err}") from None
     model = Wav2Vec2CTC(enc)
@@ -207,7 +214,7 @@ def _load_huggingface(folder: Path, config: Mapping[str, Any]) -> Checkpoint:
     result = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     if result.missing_keys != ["masked_spec_embed"] and result.missing_keys:
         raise CheckpointError(f"model: tensors missing after conversion: {result.missing_keys[:5]}")
-    return Checkpoint(model.eval(), vocab, folder, "huggingface", {"source_config": dict(config)})
+    return Checkpoint(model.eval(), vocab, folder, "huggingface", {"source_config": dict(config)}, pre)
 
 
 def load_pretrained_encoder(source: str | os.PathLike[str], vocab: Vocabulary, revision: str | None = None,
@@ -244,7 +251,8 @@ def load_pretrained_encoder(source: str | os.PathLike[str], vocab: Vocabulary, r
 
 
 def save_checkpoint(folder: str | os.PathLike[str], model: Wav2Vec2CTC, vocab: Vocabulary,
-                    metadata: Mapping[str, Any] | None = None, dtype: torch.dtype = torch.float32) -> Path:
+                    metadata: Mapping[str, Any] | None = None, dtype: torch.dtype = torch.float32,
+                    preprocess: PreprocessConfig = PreprocessConfig()) -> Path:
     """Writes a model in streamer's format (config.json, model.safetensors, vocab.json).
 
     Args:
@@ -254,6 +262,7 @@ def save_checkpoint(folder: str | os.PathLike[str], model: Wav2Vec2CTC, vocab: V
         metadata: JSON-serializable facts stored with the weights.
         dtype: Storage dtype of floating-point tensors (float32 or float16/bfloat16 to halve the size;
             the loader always computes in float32).
+        preprocess: What the samples need before the encoder.
     """
     from safetensors.torch import save_file
 
@@ -265,7 +274,7 @@ def save_checkpoint(folder: str | os.PathLike[str], model: Wav2Vec2CTC, vocab: V
              for k, v in model.state_dict().items()}
     save_file(state, str(out / "model.safetensors"))
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "encoder": model.config.to_dict(),
-              "vocabulary": vocab.to_dict(), "metadata": dict(metadata or {})}
+              "vocabulary": vocab.to_dict(), "preprocess": preprocess.to_dict(), "metadata": dict(metadata or {})}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (out / "vocab.json").write_text(json.dumps(vocab.to_hf_vocab(), indent=1) + "\n", encoding="utf-8")
     return out

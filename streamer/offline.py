@@ -22,6 +22,7 @@ from streamer.constants import FRAME_SECONDS, HOP_SAMPLES, OFFLINE_CONTEXT_SECON
 from streamer.errors import ConfigError
 from streamer.model.masks import ChunkAttention
 from streamer.model.model import Wav2Vec2CTC
+from streamer.preprocess import normalize_utterance
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class WindowConfig:
 
 @torch.no_grad()
 def iter_window_logits(model: Wav2Vec2CTC, blocks: Iterable[np.ndarray], config: WindowConfig = WindowConfig(),
-                       chunk: ChunkAttention | None = None) -> Iterator[tuple[int, Tensor]]:
+                       chunk: ChunkAttention | None = None, normalize: bool = False) -> Iterator[tuple[int, Tensor]]:
     """Computes a long signal's logits window by window.
 
     Args:
@@ -67,6 +68,8 @@ def iter_window_logits(model: Wav2Vec2CTC, blocks: Iterable[np.ndarray], config:
         config: Window sizes.
         chunk: Block-causal attention to apply (its grid stays anchored at the signal's frame 0), or
             None for full attention within each window.
+        normalize: Normalize each window to zero mean and unit variance (checkpoints that expect
+            normalized utterances; see `streamer.preprocess`).
 
     Yields:
         ``(first_frame, logits)``: consecutive, non-overlapping (t, V) logit ranges whose frames
@@ -96,6 +99,8 @@ def iter_window_logits(model: Wav2Vec2CTC, blocks: Iterable[np.ndarray], config:
         if frames > 0:
             ch = None if chunk is None else ChunkAttention(chunk.chunk_frames, chunk.left_chunks,
                                                            (chunk.offset + a) % chunk.chunk_frames)
+            if normalize:
+                window = normalize_utterance(window)
             x = torch.from_numpy(np.ascontiguousarray(window))[None].to(device)
             logits, _ = model(x, chunk=ch)
             keep_lo = 0 if k == 0 else c

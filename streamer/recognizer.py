@@ -39,6 +39,7 @@ from streamer.decoding.beam import BeamSearchDecoder, DecoderConfig, GreedyDecod
 from streamer.endpoint import EndpointConfig, EndpointDetector
 from streamer.errors import ConfigError
 from streamer.offline import WindowConfig, iter_window_logits
+from streamer.preprocess import NormState, normalize_running, normalize_utterance
 from streamer.results import Final, Partial, RunInfo, Segment, Transcript, Word
 from streamer.streaming import StreamingConfig, StreamingEncoder
 
@@ -173,6 +174,7 @@ class Stream:
         self.finals: list[Final] = []
         self._resampler: Any = None
         self._rate: int | None = None
+        self.norm_state = NormState()
 
     @property
     def time(self) -> float:
@@ -296,18 +298,22 @@ class Recognizer:
         if self.config.stream_files:
             yield from self._frames_streamed(blocks)
         else:
-            yield from iter_window_logits(self.model, blocks, self.config.window)
+            yield from iter_window_logits(self.model, blocks, self.config.window,
+                                          normalize=self.checkpoint.preprocess.normalize)
 
     @torch.no_grad()
     def _frames_streamed(self, blocks: Iterable[np.ndarray]) -> Iterator[tuple[int, Tensor]]:
         enc = self.streaming_encoder
         c = enc.config.chunk_samples
         state = enc.init_state(1)
+        norm = NormState()
         buf = np.zeros(0, dtype=np.float32)
         steps = 0
 
         def run(piece: np.ndarray, real: int):
-            nonlocal state, steps
+            nonlocal state, steps, norm
+            if self.checkpoint.preprocess.normalize:
+                norm, piece = normalize_running(norm, piece)
             x = torch.from_numpy(np.pad(piece, (0, c - len(piece))))[None]
             logits, valid, state = enc.step(x, state, torch.tensor([real]))
             first = enc.first_frame(steps)
@@ -405,6 +411,8 @@ class Recognizer:
         stream._audio_start += keep_from
         if self.model.config.num_frames(len(audio)) == 0:
             return final
+        if self.checkpoint.preprocess.normalize:
+            audio = normalize_utterance(audio)
         with torch.no_grad():
             logits, _ = self.model(torch.from_numpy(np.ascontiguousarray(audio))[None])
         second = self.decoder.decode(logits[0].float())
@@ -429,6 +437,8 @@ class Recognizer:
                 stream._pending = np.zeros(0, dtype=np.float32)
                 stream._drained = True
             for piece, real in steps:
+                if self.checkpoint.preprocess.normalize:
+                    stream.norm_state, piece = normalize_running(stream.norm_state, piece)
                 x = torch.from_numpy(np.pad(piece, (0, c - len(piece))))[None]
                 first = enc.first_frame(int(stream.encoder_state.steps[0]))
                 logits, valid, stream.encoder_state = enc.step(x, stream.encoder_state, torch.tensor([real]))
