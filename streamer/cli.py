@@ -5,6 +5,7 @@
     streamer mic [--model M] [--device N] [--streaming window|cached --chunk S] [--vad 0-3]
     streamer train --train TSV... --out DIR ...          (see streamer/train/cli.py)
     streamer lm build corpus.txt -o lm.binary --order N
+    streamer export -o demo.pte [--streaming cached --chunk 0.32 --quantize dynamic|static|none]
     streamer models                                      (bundled models)
 
 Errors print as one line (``error: ...``) without a traceback; ``transcribe`` keeps going through a
@@ -38,6 +39,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--left", type=float, help="streaming left context in seconds (window: re-encoded, cached: cache)")
     p.add_argument("--right", type=float, help="window-mode look-ahead in seconds")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
+    p.add_argument("--pte", metavar="FILE", help="run the streaming step from this ExecuTorch program (streamer export)")
 
 
 def _recognizer(args: argparse.Namespace, stream_files: bool):
@@ -50,9 +52,9 @@ def _recognizer(args: argparse.Namespace, stream_files: bool):
         torch.set_num_threads(args.threads)
     streaming = StreamingConfig.from_seconds(args.streaming or "window", args.chunk, args.left, args.right)
     lm = None if args.no_lm else (args.lm or "auto")
-    return Recognizer.load(args.model, lm=lm, streaming=streaming, stream_files=stream_files,
+    return Recognizer.load(args.model, lm=lm, streaming=streaming, stream_files=stream_files or bool(args.pte),
                            beam_width=args.beam, alpha=args.alpha, beta=args.beta, hotwords=tuple(args.hotword),
-                           hotword_weight=args.hotword_weight)
+                           hotword_weight=args.hotword_weight, step_program=args.pte)
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
@@ -144,6 +146,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """``streamer export``: the streaming step as an ExecuTorch program."""
+    import time
+
+    from streamer.checkpoint import load_checkpoint
+    from streamer.export.executorch import ExportConfig, export_streaming
+    from streamer.streaming import StreamingConfig
+
+    ck = load_checkpoint(args.model)
+    cfg = ExportConfig(StreamingConfig.from_seconds(args.streaming, args.chunk, args.left, args.right), args.quantize)
+    calibration = []
+    if args.quantize == "static":
+        from streamer.audio import load_audio
+        if not args.calibration:
+            raise StreamerError("export --quantize static: expected --calibration audio files, found none")
+        calibration = [load_audio(f) for f in args.calibration]
+    t = time.perf_counter()
+    path = export_streaming(ck, cfg, args.output, calibration)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.quantize}, {cfg.streaming.mode} mode, "
+          f"{cfg.streaming.chunk_frames * 0.02:.2f}-s chunks) and {path.with_suffix('.json').name} "
+          f"in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_mic(args: argparse.Namespace) -> int:
     """``streamer mic``: live transcription from a microphone."""
     from streamer.frontend.live import run_mic
@@ -172,6 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     m.add_argument("--endpoint", choices=["fast", "default", "slow"], default="default", help="endpoint preset")
     m.set_defaults(func=cmd_mic)
+
+    ex = sub.add_parser("export", help="export the streaming step to ExecuTorch (XNNPACK), fp32 or int8")
+    ex.add_argument("--model", default="demo-en", help="model to export (default: demo-en)")
+    ex.add_argument("-o", "--output", required=True, help="the .pte file to write (a .json sidecar goes beside it)")
+    ex.add_argument("--streaming", choices=["window", "cached"], default="cached")
+    ex.add_argument("--chunk", type=float, default=0.32, help="chunk in seconds (default: 0.32)")
+    ex.add_argument("--left", type=float, help="left context in seconds")
+    ex.add_argument("--right", type=float, help="window-mode look-ahead in seconds")
+    ex.add_argument("--quantize", choices=["none", "dynamic", "static"], default="dynamic",
+                    help="int8 quantization (default: dynamic)")
+    ex.add_argument("--calibration", nargs="*", metavar="AUDIO", help="audio files for static quantization")
+    ex.set_defaults(func=cmd_export)
 
     from streamer.train.cli import add_arguments
     tr = sub.add_parser("train", help="train or fine-tune a CTC model")

@@ -225,23 +225,34 @@ class Recognizer:
     Args:
         checkpoint: A loaded model.
         config: Streaming, windows, decoding and endpointing.
-        lm: Language model files for the beam search (used when ``config.decoder`` is set).
+        step_program: An ExecuTorch ``.pte`` of this model's streaming step (`streamer export`): streams
+            then run on the ExecuTorch runtime (its streaming setup replaces ``config.streaming``);
+            offline windows and two-pass finals still use the PyTorch model.
     """
 
-    def __init__(self, checkpoint: Checkpoint, config: RecognizerConfig = RecognizerConfig()) -> None:
+    def __init__(self, checkpoint: Checkpoint, config: RecognizerConfig = RecognizerConfig(),
+                 step_program: str | os.PathLike[str] | None = None) -> None:
         self.checkpoint = checkpoint
         self.model = checkpoint.model.eval()
         self.vocab = checkpoint.vocab
-        self.config = config
         self.decoder = BeamSearchDecoder(self.vocab, config.decoder) if config.decoder else GreedyDecoder(self.vocab)
-        self.streaming_encoder = StreamingEncoder(self.model, config.streaming)
+        self.streaming_encoder: Any
+        if step_program is not None:
+            from streamer.export.executorch import PteStreamingEncoder
+            self.streaming_encoder = PteStreamingEncoder(step_program)
+            if self.streaming_encoder.meta["vocabulary"] != self.vocab.to_dict():
+                raise ConfigError(f"pte: {step_program} was exported from another model (vocabularies differ)")
+            config = replace(config, streaming=self.streaming_encoder.config)
+        else:
+            self.streaming_encoder = StreamingEncoder(self.model, config.streaming)
+        self.config = config
 
     @classmethod
     def load(cls, model: str | os.PathLike[str] = DEFAULT_MODEL, *, lm: str | os.PathLike[str] | None = "auto",
              streaming: StreamingConfig | None = None, stream_files: bool = False, beam_width: int = 32,
              alpha: float | None = None, beta: float | None = None, hotwords: tuple[str, ...] = (),
              hotword_weight: float = 10.0, endpoint: EndpointConfig | None = None, two_pass: bool = True,
-             window: WindowConfig | None = None) -> "Recognizer":
+             window: WindowConfig | None = None, step_program: str | os.PathLike[str] | None = None) -> "Recognizer":
         """Loads a model and builds a recognizer.
 
         Args:
@@ -259,6 +270,7 @@ class Recognizer:
             endpoint: Endpoint rules of streams.
             two_pass: Full-context re-decoding at each streamed endpoint.
             window: Offline window sizes.
+            step_program: ExecuTorch program of the streaming step (see `Recognizer`).
         """
         ck = load_checkpoint(model)
         decoder = None
@@ -284,7 +296,7 @@ class Recognizer:
         cfg = RecognizerConfig(
             streaming=streaming or StreamingConfig.from_seconds("window", 0.64), window=window or WindowConfig(),
             stream_files=stream_files, decoder=decoder, endpoint=endpoint or EndpointConfig(), two_pass=two_pass)
-        return cls(ck, cfg)
+        return cls(ck, cfg, step_program)
 
     @property
     def decoder_name(self) -> str:

@@ -206,13 +206,19 @@ class StreamingEncoder(nn.Module):
 
     # ------------------------------------------------------------------ step
     def _new_frames(self, chunk: Tensor, state: State, num_samples: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Conv + projection of the step's n frames and their validity."""
+        """Conv + projection of the step's n frames and their validity.
+
+        The frame arithmetic uses integer tensors only (no Python scalars): quantization passes turn
+        scalar literals into float constants, and float counters lose exactness past 2^24 samples.
+        """
         n = self.config.chunk_frames
         audio = torch.cat([state.samples, chunk], dim=1)
         feats = self.model.feature_projection(self.model.feature_extractor(audio))  # (B, n, D)
         seen = state.samples_seen + num_samples
-        g = state.steps[:, None] * n - 1 + torch.arange(n, device=chunk.device)[None, :]
-        valid = (g >= 0) & (g * 320 + 400 <= seen[:, None])
+        steps = state.steps[:, None]
+        g = steps * torch.full_like(steps, n) - torch.ones_like(steps) + torch.arange(n, device=chunk.device)[None, :]
+        end = g * torch.full_like(g, 320) + torch.full_like(g, 400)
+        valid = (g >= torch.zeros_like(g)) & (end <= seen[:, None])
         feats = feats * valid[..., None].to(feats.dtype)
         return feats, valid, seen
 
@@ -254,7 +260,7 @@ class StreamingEncoder(nn.Module):
         bias = additive_bias(wvalid[:, None, None, lo:hi], window.dtype)
         encoded = self.model.encoder(window[:, lo:hi], bias)
         logits = self.model.ctc_head(encoded[:, left - lo:left - lo + n])
-        new = WindowState(samples=chunk[:, -320:], samples_seen=seen, steps=state.steps + 1,
+        new = WindowState(samples=chunk[:, -320:], samples_seen=seen, steps=state.steps + torch.ones_like(state.steps),
                           features=window, valid=wvalid)
         return logits, wvalid[:, left:left + n], new
 
@@ -272,7 +278,7 @@ class StreamingEncoder(nn.Module):
             new_keys.append(torch.cat([state.keys[i], k], dim=2)[:, :, -left:])
             new_values.append(torch.cat([state.values[i], v], dim=2)[:, :, -left:])
         logits = self.model.ctc_head(enc.finish(x))
-        new = CachedState(samples=chunk[:, -320:], samples_seen=seen, steps=state.steps + 1,
+        new = CachedState(samples=chunk[:, -320:], samples_seen=seen, steps=state.steps + torch.ones_like(state.steps),
                           pos_history=pos_history, keys=torch.stack(new_keys), values=torch.stack(new_values),
                           cache_valid=torch.cat([state.cache_valid, valid], dim=1)[:, -left:])
         return logits, valid, new

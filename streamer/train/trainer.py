@@ -90,6 +90,9 @@ class TrainConfig:
     """Random silence added at each end of training utterances, up to this many seconds."""
     sorted_first_epoch: bool = True
     """First epoch from shortest to longest utterance."""
+    clean_steps: int = 0
+    """Steps at the start without augmentation, SpecAugment or chunk masks (lets CTC find its
+    alignment before the regularization makes the task harder)."""
     eval_every: int = 500
     """Steps between dev evaluations."""
     eval_max_utterances: int = 300
@@ -113,6 +116,8 @@ class TrainConfig:
             raise ConfigError("train_manifests: expected at least one manifest, found none")
         if self.init_from is None and self.preset not in PRESETS:
             raise ConfigError(f"preset: expected one of {sorted(PRESETS)}, found {self.preset!r}")
+        if self.clean_steps < 0:
+            raise ConfigError(f"clean_steps: expected >= 0, found {self.clean_steps}")
         for name in ("max_steps", "grad_accum", "eval_every", "log_every", "threads", "eval_max_utterances"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: expected >= 1, found {getattr(self, name)}")
@@ -398,14 +403,17 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> TrainSummary:
             it = BatchIterator(train_set, vocab, batches, augmenter, start=state["position"],
                                pad_seconds=cfg.pad_seconds, seed=cfg.seed * 7 + state["epoch"] * 1009 + dist.rank)
             micro = 0
+            it.augment = augmenter if state["step"] >= cfg.clean_steps else None
             for batch in it:
-                chunk = cfg.dynamic_chunk.sample(chunk_rng) if cfg.dynamic_chunk is not None else None
+                regularize = state["step"] >= cfg.clean_steps
+                it.augment = augmenter if regularize else None  # applies from the next batch on
+                chunk = cfg.dynamic_chunk.sample(chunk_rng) if cfg.dynamic_chunk is not None and regularize else None
                 frames = model.frame_lengths(batch.lengths)
                 t_max = int(frames.max())
                 time_mask = span_mask((len(frames), t_max), cfg.specaugment.time_prob, cfg.specaugment.time_length,
-                                      frames, mask_gen) if cfg.specaugment.time_prob > 0 else None
+                                      frames, mask_gen) if cfg.specaugment.time_prob > 0 and regularize else None
                 chan_mask = span_mask((len(frames), model.config.hidden_size), cfg.specaugment.channel_prob,
-                                      cfg.specaugment.channel_length, None, mask_gen) if cfg.specaugment.channel_prob > 0 else None
+                                      cfg.specaugment.channel_length, None, mask_gen) if cfg.specaugment.channel_prob > 0 and regularize else None
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
                     logits, flen = net(batch.waveform.to(device), batch.lengths.to(device), chunk=chunk,
                                        time_mask=None if time_mask is None else time_mask.to(device),

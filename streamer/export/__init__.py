@@ -1,0 +1,1 @@
+"""On-device export: ExecuTorch (XNNPACK) programs of the streaming step, fp32 or int8."""
