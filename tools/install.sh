@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   ffmpeg sox libsndfile1 libportaudio2                        # audio I/O, m4a/aac, microphone
+  pulseaudio pulseaudio-utils libasound2-plugins              # virtual microphone for the live test
   espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts   # TTS for corpus + tests
   fortune-mod fortunes dict-wn sword-text-web diatheke        # corpus text
   asterisk-core-sounds-en asterisk-core-sounds-en-g722        # real-speech TEST set (never trained on)

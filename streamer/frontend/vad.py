@@ -9,7 +9,7 @@ State is an explicit `VadState`; the webrtcvad object is created lazily (install
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -55,9 +55,9 @@ class VadState:
     voiced_run: int = 0
     silent_run: int = 0
     in_utterance: bool = False
-    remainder: np.ndarray = np.zeros(0, dtype=np.float32)
+    remainder: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     """Samples not yet forming a whole 20-ms frame."""
-    preroll_audio: np.ndarray = np.zeros(0, dtype=np.float32)
+    preroll_audio: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     """Recent audio held while the gate is closed."""
 
 

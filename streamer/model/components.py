@@ -20,6 +20,11 @@ from streamer.model.config import DropoutConfig, EncoderConfig
 CONV_NORM_EPS = 1e-5
 
 
+def make_dropout(p: float) -> nn.Module:
+    """``nn.Dropout(p)``, or an identity when p is 0 (no random numbers drawn on the CPU)."""
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
 def activation(name: str) -> Callable[[Tensor], Tensor]:
     """Returns the activation function for a Hugging Face activation name."""
     if name == "gelu":
@@ -101,7 +106,7 @@ class FeatureProjection(nn.Module):
         super().__init__()
         self.layer_norm = nn.LayerNorm(config.conv_dim[-1], eps=config.layer_norm_eps)
         self.projection = nn.Linear(config.conv_dim[-1], config.hidden_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = make_dropout(dropout)
 
     def forward(self, features: Tensor) -> Tensor:
         """(B, T, C) → (B, T, D)."""
@@ -201,8 +206,8 @@ class FeedForward(nn.Module):
         self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
         self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
         self.act = activation(config.hidden_act)
-        self.inner_dropout = nn.Dropout(dropout.activation)
-        self.out_dropout = nn.Dropout(dropout.hidden)
+        self.inner_dropout = make_dropout(dropout.activation)
+        self.out_dropout = make_dropout(dropout.hidden)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, T, D) → (B, T, D)."""
@@ -219,7 +224,7 @@ class EncoderLayer(nn.Module):
         self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.feed_forward = FeedForward(config, dropout)
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(dropout.hidden)
+        self.dropout = make_dropout(dropout.hidden)
 
     def forward(self, x: Tensor, bias: Tensor | None = None, past_key: Tensor | None = None,
                 past_value: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:

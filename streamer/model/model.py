@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from streamer.model.components import (
     EncoderLayer,
+    make_dropout,
     FeatureExtractor,
     FeatureProjection,
     PositionalConv,
@@ -30,7 +31,7 @@ class Encoder(nn.Module):
         self.config = config
         self.pos_conv = PositionalConv(config)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(dropout.hidden)
+        self.dropout = make_dropout(dropout.hidden)
         self.layerdrop = dropout.layerdrop
         self.layers = nn.ModuleList(EncoderLayer(config, dropout) for _ in range(config.num_layers))
 
@@ -79,7 +80,7 @@ class Wav2Vec2CTC(nn.Module):
         self.feature_projection = FeatureProjection(config, dropout.feat_proj)
         self.masked_spec_embed = nn.Parameter(torch.zeros(config.hidden_size))
         self.encoder = Encoder(config, dropout)
-        self.final_dropout = nn.Dropout(dropout.final)
+        self.final_dropout = make_dropout(dropout.final)
         self.ctc_head = nn.Linear(config.hidden_size, config.vocab_size)
 
     def reset_parameters(self) -> None:
