@@ -56,3 +56,17 @@ def rng() -> np.random.Generator:
 def _torch_threads():
     torch.set_num_threads(2)
     yield
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A tiny random-weight streamer checkpoint with a causal positional conv (cached streaming works)."""
+    from streamer.checkpoint import save_checkpoint
+    from streamer.model import Wav2Vec2CTC
+    from streamer.model.config import tiny_config
+    from streamer.vocab import english_characters
+
+    torch.manual_seed(0)
+    m = Wav2Vec2CTC(tiny_config(pos_conv_causal=True))
+    m.reset_parameters()
+    return save_checkpoint(tmp_path_factory.mktemp("model"), m.eval(), english_characters())

@@ -11,21 +11,10 @@ import torch
 
 pytest.importorskip("executorch", reason="executorch is not installed (pip install 'streamer[export]')")
 
-from streamer.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from streamer.checkpoint import load_checkpoint  # noqa: E402
 from streamer.export.executorch import ExportConfig, PteStreamingEncoder, export_streaming  # noqa: E402
-from streamer.model import Wav2Vec2CTC  # noqa: E402
-from streamer.model.config import tiny_config  # noqa: E402
 from streamer.recognizer import Recognizer  # noqa: E402
 from streamer.streaming import StreamingConfig, StreamingEncoder, state_tensors  # noqa: E402
-from streamer.vocab import english_characters  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    m = Wav2Vec2CTC(tiny_config(pos_conv_causal=True))
-    m.reset_parameters()
-    return save_checkpoint(tmp_path_factory.mktemp("model"), m.eval(), english_characters())
 
 
 def _compare(pte: PteStreamingEncoder, eager: StreamingEncoder, steps: int, seed: int = 0):

@@ -6,23 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from streamer.checkpoint import save_checkpoint
 from streamer.endpoint import EndpointConfig
 from streamer.errors import ConfigError
-from streamer.model import Wav2Vec2CTC
-from streamer.model.config import tiny_config
 from streamer.recognizer import Recognizer
 from streamer.results import Final, Partial
 from streamer.streaming import StreamingConfig
-from streamer.vocab import english_characters
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    m = Wav2Vec2CTC(tiny_config(pos_conv_causal=True))
-    m.reset_parameters()
-    return save_checkpoint(tmp_path_factory.mktemp("model"), m.eval(), english_characters())
 
 
 def _signal(seconds: float, seed: int = 0) -> np.ndarray:

@@ -88,7 +88,7 @@ def main() -> None:
         rows += [("window-naive", f"{c:.2f}", ctx, t_naive, w.latency_seconds),
                  ("window", f"{c:.2f}", ctx, t_win, w.latency_seconds),
                  ("cached", f"{c:.2f}", f"{k.left_chunks} chunks cache", t_cached, k.latency_seconds)]
-    print(f"\n| mode | chunk (s) | context | RTF | x offline | latency (s) |")
+    print("\n| mode | chunk (s) | context | RTF | x offline | latency (s) |")
     print("|---|---|---|---|---|---|")
     for mode, chunk, ctx, rtf, lat in rows:
         print(f"| {mode} | {chunk} | {ctx} | {rtf:.3f} | {rtf / offline:.2f} | {'-' if lat is None else f'{lat:.3f}'} |")

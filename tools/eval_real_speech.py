@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from streamer.metrics import ErrorRate, char_errors, word_errors
 from streamer.text import normalize_text

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-import torch
 from torch import Tensor
 
 from streamer.errors import CheckpointError, ConfigError

@@ -100,6 +100,12 @@ _score_of = itemgetter(0)
 # ----------------------------------------------------------------------------------------------
 
 
+def make_partial(committed: Sequence[Word], tentative: Sequence[Word], now: float) -> Partial:
+    """A `Partial` from committed and tentative words at stream time ``now`` (seconds)."""
+    return Partial(committed=" ".join(w.text for w in committed), tentative=" ".join(w.text for w in tentative),
+                   words=tuple(committed) + tuple(tentative), committed_words=len(committed), time=round(now, 6))
+
+
 def log_softmax(x: np.ndarray) -> np.ndarray:
     """Row-wise log-softmax, clipped to [LOGP_FLOOR, 0].
 
@@ -462,13 +468,7 @@ class BeamSearchDecoder:
         best = self._end_hypotheses(state)[0]
         committed = state._committed_words
         tentative = self._words_between(best.node, best.frames, state._committed, state.time_offset)
-        return Partial(
-            committed=" ".join(w.text for w in committed),
-            tentative=" ".join(w.text for w in tentative),
-            words=tuple(committed) + tuple(tentative),
-            committed_words=len(committed),
-            time=round(state.time_offset + state.frames * FRAME_SECONDS, 6),
-        )
+        return make_partial(committed, tentative, state.time_offset + state.frames * FRAME_SECONDS)
 
     def finalize(self, state: DecoderState) -> Final:
         """End-of-utterance result: scores the last partial word and the sentence end, ranks beams.
@@ -902,13 +902,7 @@ class GreedyDecoder:
         """Committed words and the word in progress (tentative)."""
         tentative = self._pending_words(state)
         committed = state._words
-        return Partial(
-            committed=" ".join(w.text for w in committed),
-            tentative=" ".join(w.text for w in tentative),
-            words=tuple(committed) + tuple(tentative),
-            committed_words=len(committed),
-            time=round(state.time_offset + state.frames * FRAME_SECONDS, 6),
-        )
+        return make_partial(committed, tentative, state.time_offset + state.frames * FRAME_SECONDS)
 
     def finalize(self, state: GreedyState) -> Final:
         """The utterance's best path as a `Final` (nbest holds it with its log-score)."""

@@ -22,7 +22,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -64,10 +64,10 @@ class _Step(nn.Module):
 
 
 def _require_executorch() -> None:
-    try:
-        import executorch  # noqa: F401
-    except ImportError as err:
-        raise missing_dependency("executorch", "export", "ExecuTorch export") from err
+    import importlib.util
+
+    if importlib.util.find_spec("executorch") is None:
+        raise missing_dependency("executorch", "export", "ExecuTorch export")
 
 
 def _example_inputs(encoder: StreamingEncoder) -> tuple[Tensor, ...]:
