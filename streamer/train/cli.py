@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="CPU threads (pick deliberately: more than the free cores slows training)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on GPU")
+    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast (default: on for GPUs and CPUs with native bf16)")
     p.add_argument("--no-progress", action="store_true")
 
 
