@@ -32,13 +32,18 @@ def test_mic_transcribes_played_speech(tmp_path):
     wav = tmp_path / "speech.wav"
     sf.write(wav, np.concatenate(parts), 16000, subtype="PCM_16")
     seconds = len(np.concatenate(parts)) / 16000
-    with virtual_microphone() as env:
-        mic = subprocess.Popen([sys.executable, "-m", "streamer", "mic", "--seconds", str(seconds + 4), "--no-lm",
+    log = tmp_path / "mic.err"
+    with virtual_microphone() as env, open(log, "w") as err_file:
+        mic = subprocess.Popen([sys.executable, "-m", "streamer", "mic", "--seconds", str(seconds + 6), "--no-lm",
                                 "--streaming", "cached", "--chunk", "0.32"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(6)  # model load and device open
+                               env=env, stdout=subprocess.PIPE, stderr=err_file, text=True)
+        deadline = time.monotonic() + 90  # model load and device open
+        while "listening" not in log.read_text() and mic.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
         subprocess.run(["paplay", "--device=vsink", str(wav)], env=env, check=True, timeout=60)
-        out, err = mic.communicate(timeout=120)
+        out, _ = mic.communicate(timeout=120)
+    err = log.read_text()
+    print(out)
     assert mic.returncode == 0, err[-2000:]
     assert "overflow" not in err
     finals = [line.split("] ", 1)[1] for line in out.splitlines() if line.startswith("[") and "] " in line]

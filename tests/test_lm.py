@@ -79,6 +79,10 @@ def test_build_lm_argument_errors(tmp_path):
     with pytest.raises(ConfigError, match="no file"):
         build_lm(tmp_path / "missing.txt", tmp_path / "lm.binary")
     assert main(["build", str(corpus)]) == 2  # -o is required
+    with pytest.raises(ConfigError, match="quantize_bits"):
+        build_lm(corpus, tmp_path / "lm.binary", quantize_bits=40)
+    with pytest.raises(ConfigError, match="only binary"):
+        build_lm(corpus, tmp_path / "lm.arpa", quantize_bits=8)
 
 
 def test_build_lm_and_decode_with_it(kenlm_tools, tmp_path):
@@ -129,3 +133,16 @@ def test_main_builds_arpa(kenlm_tools, tmp_path, capsys):
     empty.write_text("!!! ...\n\n")
     assert main(["build", str(empty), "-o", str(tmp_path / "x.binary")]) == 1
     assert "expected text with words" in capsys.readouterr().err
+
+
+def test_quantized_trie_scores_like_probing(kenlm_tools, tmp_path):
+    import kenlm
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS)
+    probing = build_lm(corpus, tmp_path / "a" / "lm.binary", order=3)
+    trie = build_lm(corpus, tmp_path / "b" / "lm.binary", order=3, quantize_bits=8)
+    assert trie.path.read_bytes() != probing.path.read_bytes()
+    a, b = kenlm.Model(str(probing.path)), kenlm.Model(str(trie.path))
+    for sentence in ["the dog sat on the log", "the cat ran home", "four degrees said the mat"]:
+        assert abs(a.score(sentence) - b.score(sentence)) < 0.05  # 8-bit quantization error, log10 units

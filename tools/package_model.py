@@ -52,6 +52,7 @@ def main() -> None:
     p.add_argument("--lm-text", help="LM training text (none: ship without an LM)")
     p.add_argument("--order", type=int, default=4)
     p.add_argument("--prune", type=int, nargs="*", default=[0, 1, 2])
+    p.add_argument("--quantize", type=int, default=8, help="LM trie quantization bits (0: probing, unquantized)")
     p.add_argument("--dev", help="dev manifest for alpha/beta tuning")
     p.add_argument("--dev-limit", type=int, default=200)
     p.add_argument("--beam", type=int, default=32)
@@ -83,9 +84,11 @@ def main() -> None:
     print(f"model: {count_parameters(ck.model) / 1e6:.2f}M parameters, {size:.1f} MB -> {out}")
     if not args.lm_text:
         return
-    built = build_lm(args.lm_text, out / "lm" / "lm.binary", order=args.order, prune=tuple(args.prune))
+    built = build_lm(args.lm_text, out / "lm" / "lm.binary", order=args.order, prune=tuple(args.prune),
+                     quantize_bits=args.quantize or None)
     print(f"LM: {built}")
-    attrs = {"alpha": 0.5, "beta": 1.0, "order": args.order, "prune": args.prune, "text": args.lm_text}
+    attrs = {"alpha": 0.5, "beta": 1.0, "order": args.order, "prune": args.prune, "quantize_bits": args.quantize,
+             "text": args.lm_text}
     if args.dev:
         utts = read_manifest(args.dev)[: args.dev_limit]
         model = ck.model.eval()

@@ -183,6 +183,7 @@ def build_lm(
     discount_fallback: bool = True,
     memory: str = "512M",
     bin_dir: str | Path | None = None,
+    quantize_bits: int | None = None,
 ) -> BuiltLM:
     """Trains a KenLM model on a text corpus and writes its word list beside it.
 
@@ -201,6 +202,9 @@ def build_lm(
         memory: lmplz ``-S`` sorting memory (e.g. ``512M``, ``10%``); lmplz's own default, 80% of
             RAM, is too much on a shared machine.
         bin_dir: Folder of lmplz and build_binary (default: see `find_kenlm_tools`).
+        quantize_bits: Write a compact ``trie`` binary with probabilities and backoffs quantized to
+            this many bits (build_binary ``-q/-b``, 2 .. 25; 8 is ~4x smaller than the default
+            ``probing`` structure at a negligible cost in accuracy). None keeps ``probing``.
 
     Returns:
         The paths and corpus counts.
@@ -218,6 +222,11 @@ def build_lm(
                   or min(prune) < 0):
         raise ConfigError(f"lm.prune: expected at most {order} non-decreasing counts starting with 0 "
                           f"(e.g. 0 1 1), found {prune}")
+    if quantize_bits is not None and (isinstance(quantize_bits, bool) or not isinstance(quantize_bits, int)
+                                      or not 2 <= quantize_bits <= 25):
+        raise ConfigError(f"lm.quantize_bits: expected an integer in [2, 25] or None, found {quantize_bits!r}")
+    if quantize_bits is not None and out_path.suffix == ".arpa":
+        raise ConfigError(f"lm.quantize_bits: only binary models are quantized, found output {out_path}")
     if not corpus_txt.is_file():
         raise ConfigError(f"lm.corpus: expected a text file, found no file at {corpus_txt}")
     tools = find_kenlm_tools(bin_dir)
@@ -251,7 +260,8 @@ def build_lm(
             shutil.move(str(arpa_path), out_path)
         else:
             binary_tmp = tmp_dir / "lm.binary"
-            _run([str(tools.build_binary), str(arpa_path), str(binary_tmp)])
+            structure = ["-q", str(quantize_bits), "-b", str(quantize_bits), "trie"] if quantize_bits else []
+            _run([str(tools.build_binary), *structure, str(arpa_path), str(binary_tmp)])
             shutil.move(str(binary_tmp), out_path)
         unigrams_path = unigrams_path_for(out_path)
         words_tmp = tmp_dir / "unigrams.txt"
@@ -292,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("--memory", default="512M", help="lmplz sorting memory, e.g. 512M or 10%% (default 512M)")
     build.add_argument("--no-discount-fallback", action="store_true",
                        help="fail instead of using fallback discounts on small corpora")
+    build.add_argument("--quantize", type=int, default=None, metavar="BITS",
+                       help="compact trie binary with BITS-bit probabilities/backoffs (e.g. 8)")
     build.add_argument("--bin-dir", type=Path, default=None,
                        help=f"folder of lmplz and build_binary (default {kenlm_bin_dir()}, then PATH)")
     try:
@@ -301,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         built = build_lm(args.corpus, args.output, order=args.order, prune=args.prune,
                          discount_fallback=not args.no_discount_fallback, memory=args.memory,
-                         bin_dir=args.bin_dir)
+                         bin_dir=args.bin_dir, quantize_bits=args.quantize)
     except StreamerError as err:
         print(f"streamer lm: error: {err}", file=sys.stderr)
         return 1

@@ -92,8 +92,31 @@ def run_mic(args: argparse.Namespace, rec: Any, out: TextIO = sys.stdout) -> int
     vstate = gate.new_state() if gate else None
     printer = LivePrinter(out)
     stream = rec.create_stream()
-    session = 0.0  # session seconds at which the current stream started
-    received = 0
+    session = 0.0  # session seconds at which the current stream's audio starts
+
+    def consume(block: np.ndarray) -> None:
+        """Gates one captured block and feeds what passes, finalizing at utterance ends."""
+        nonlocal vstate, stream, session
+        if resampler is not None:
+            block = resampler.resample_chunk(block)
+        if gate is None:
+            for event in rec.feed(stream, block):
+                printer.show(event, session)
+            return
+        while True:
+            vstate, passed = gate.process(vstate, block)
+            block = block[:0]
+            if passed.start is not None:
+                session = passed.start / SAMPLE_RATE
+            for event in rec.feed(stream, passed.audio) if len(passed.audio) else []:
+                printer.show(event, session)
+            if passed.utterance_end:
+                for event in rec.finish(stream):
+                    printer.show(event, session)
+                stream = rec.create_stream()
+            if not gate.pending(vstate):
+                break
+
     t0 = time.monotonic()
     print(f"listening ({rec.decoder_name}, {rec.config.streaming.mode} mode, "
           f"{rec.config.streaming.chunk_frames * 0.02:.2f}-s chunks); Ctrl-C to stop", file=sys.stderr)
@@ -104,22 +127,10 @@ def run_mic(args: argparse.Namespace, rec: Any, out: TextIO = sys.stdout) -> int
                     block = blocks.get(timeout=0.5)
                 except queue.Empty:
                     continue
-                if resampler is not None:
-                    block = resampler.resample_chunk(block)
-                received += len(block)
-                end = False
-                if gate is not None:
-                    vstate, passed = gate.process(vstate, block)
-                    audio, end = passed.audio, passed.utterance_end
-                else:
-                    audio = block
-                for event in rec.feed(stream, audio) if len(audio) else []:
-                    printer.show(event, session)
-                if end:
-                    for event in rec.finish(stream):
-                        printer.show(event, session)
-                    stream = rec.create_stream()
-                    session = received / SAMPLE_RATE
+                consume(block)
+        # Capture has stopped; audio still queued (a busy machine falls behind) is recognized too.
+        while not blocks.empty():
+            consume(blocks.get_nowait())
     except KeyboardInterrupt:
         pass
     for event in rec.finish(stream):

@@ -2,9 +2,12 @@
 
 The gate works on 20-ms frames (webrtcvad takes 10/20/30-ms frames of 16-bit PCM). Speech opens it
 (after ``start_frames`` voiced frames in a row) and ``preroll`` of audio before the onset is released
-too, so word beginnings are not cut. It closes after ``hangover`` of non-speech, and reports an
-``utterance_end`` when the silence lasts ``end_silence`` — the live loop then finalizes the stream.
-State is an explicit `VadState`; the webrtcvad object is created lazily (install hint if missing).
+too, so word beginnings are not cut. From then on every sample passes (pauses inside an utterance
+included, so the recognizer's clock stays the session's clock) until the non-speech run reaches
+``end_silence``: the gate closes and reports an ``utterance_end`` — the live loop then finalizes the
+stream. Each opening reports the session sample where its audio starts, so result times map back
+to the session exactly. State is an explicit `VadState`; the webrtcvad object is created lazily
+(install hint if missing).
 """
 
 from __future__ import annotations
@@ -30,21 +33,19 @@ class VadConfig:
     """Voiced 20-ms frames in a row that open the gate."""
     preroll: float = 0.3
     """Audio released from before the onset."""
-    hangover: float = 0.5
-    """Non-speech kept flowing after speech stops."""
     end_silence: float = 1.0
-    """Non-speech after which the utterance is over."""
+    """Non-speech after which the utterance is over (it still flows to the recognizer until then)."""
 
     def __post_init__(self) -> None:
         if self.aggressiveness not in (0, 1, 2, 3):
             raise ConfigError(f"vad aggressiveness: expected 0, 1, 2 or 3, found {self.aggressiveness}")
         if self.start_frames < 1:
             raise ConfigError(f"vad start_frames: expected >= 1, found {self.start_frames}")
-        for name in ("preroll", "hangover", "end_silence"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"vad {name}: expected >= 0 s, found {getattr(self, name)}")
-        if self.end_silence < self.hangover:
-            raise ConfigError(f"vad: expected end_silence >= hangover, found {self.end_silence} < {self.hangover}")
+        if self.preroll < 0:
+            raise ConfigError(f"vad preroll: expected >= 0 s, found {self.preroll}")
+        if self.end_silence < VAD_FRAME_SAMPLES / SAMPLE_RATE:
+            raise ConfigError(f"vad end_silence: expected >= {VAD_FRAME_SAMPLES / SAMPLE_RATE} s (one frame), "
+                              f"found {self.end_silence}")
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ class VadState:
     open: bool = False
     voiced_run: int = 0
     silent_run: int = 0
-    in_utterance: bool = False
+    position: int = 0
+    """Session samples already cut into frames (the session index of ``remainder[0]``)."""
     remainder: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     """Samples not yet forming a whole 20-ms frame."""
     preroll_audio: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
@@ -70,7 +72,10 @@ class GateOutput:
     speech: np.ndarray
     """(frames,) bool, webrtcvad's decision per 20-ms frame of the input."""
     utterance_end: bool
-    """True when the silence after an utterance reached ``end_silence``."""
+    """True when the silence after an utterance reached ``end_silence``; ``audio`` ends there, and
+    input after it waits in the state (call `VadGate.process` again with no samples to go on)."""
+    start: int | None = None
+    """Session sample index of ``audio[0]`` when an utterance opened in this call, else None."""
 
 
 class VadGate:
@@ -96,41 +101,47 @@ class VadGate:
     def process(self, state: VadState, samples: np.ndarray) -> tuple[VadState, GateOutput]:
         """Runs 16-kHz float32 samples through the gate.
 
+        Stops at an utterance end, so one output never spans two utterances: the rest of the input
+        stays in the returned state (``pending`` is then True) for the next call.
+
         Returns:
             The next state and what passes the gate.
         """
         c = self.config
         x = np.concatenate([state.remainder, np.asarray(samples, dtype=np.float32)])
-        n = len(x) // VAD_FRAME_SAMPLES
-        frames = x[: n * VAD_FRAME_SAMPLES].reshape(n, VAD_FRAME_SAMPLES)
-        remainder = x[n * VAD_FRAME_SAMPLES:]
-        hang = round(c.hangover * SAMPLE_RATE / VAD_FRAME_SAMPLES)
-        end = round(c.end_silence * SAMPLE_RATE / VAD_FRAME_SAMPLES)
+        end = max(1, round(c.end_silence * SAMPLE_RATE / VAD_FRAME_SAMPLES))
         pre = round(c.preroll * SAMPLE_RATE)
         out: list[np.ndarray] = []
-        flags = np.zeros(n, dtype=bool)
-        opened, voiced, silent, in_utt = state.open, state.voiced_run, state.silent_run, state.in_utterance
+        flags: list[bool] = []
+        opened, voiced, silent = state.open, state.voiced_run, state.silent_run
         held = state.preroll_audio
+        start: int | None = None
         utterance_end = False
-        for i, f in enumerate(frames):
+        used = 0
+        while used + VAD_FRAME_SAMPLES <= len(x) and not utterance_end:
+            f = x[used: used + VAD_FRAME_SAMPLES]
             speech = self.is_speech(f)
-            flags[i] = speech
+            flags.append(speech)
             voiced = voiced + 1 if speech else 0
             silent = 0 if speech else silent + 1
             if not opened and voiced >= c.start_frames:
-                opened, in_utt = True, True
+                opened = True
+                start = state.position + used - len(held)
                 out.append(held)
                 held = np.zeros(0, dtype=np.float32)
             if opened:
                 out.append(f)
-                if silent >= hang:
-                    opened = False
+                if silent >= end:
+                    opened, utterance_end = False, True
             else:
                 held = np.concatenate([held, f])[-pre:] if pre else np.zeros(0, dtype=np.float32)
-            if in_utt and not opened and silent >= end:
-                in_utt = False
-                utterance_end = True
-        new = replace(state, open=opened, voiced_run=voiced, silent_run=silent, in_utterance=in_utt,
-                      remainder=remainder, preroll_audio=held)
+            used += VAD_FRAME_SAMPLES
+        new = replace(state, open=opened, voiced_run=voiced, silent_run=silent, position=state.position + used,
+                      remainder=x[used:], preroll_audio=held)
         audio = np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
-        return new, GateOutput(audio, flags, utterance_end)
+        return new, GateOutput(audio, np.asarray(flags, dtype=bool), utterance_end, start)
+
+    @staticmethod
+    def pending(state: VadState) -> bool:
+        """Whether the state holds at least one whole frame not yet gated (after an utterance end)."""
+        return len(state.remainder) >= VAD_FRAME_SAMPLES
