@@ -5,7 +5,7 @@
     streamer mic [--model M] [--device N] [--streaming window|cached --chunk S] [--vad 0-3]
     streamer train --train TSV... --out DIR ...          (see streamer/train/cli.py)
     streamer lm build corpus.txt -o lm.binary --order N
-    streamer export -o demo.pte [--streaming cached --chunk 0.32 --quantize dynamic|static|none]
+    streamer export -o demo.pte [--streaming cached --chunk 0.32 --quantize dynamic|none]
     streamer models                                      (bundled models)
 
 Errors print as one line (``error: ...``) without a traceback; ``transcribe`` keeps going through a
@@ -106,6 +106,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             dest = out_dir / f"{Path(f).stem}.{args.format}"
             dest.write_text(text, encoding="utf-8")
     bar.close()
+    sys.stdout.flush()  # results before the summary, also when stdout is a pipe
     elapsed = time.perf_counter() - t0
     ok = len(args.files) - failed
     rtf = f", RTF {elapsed / audio_s:.3f}" if audio_s else ""
@@ -156,14 +157,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     ck = load_checkpoint(args.model)
     cfg = ExportConfig(StreamingConfig.from_seconds(args.streaming, args.chunk, args.left, args.right), args.quantize)
-    calibration = []
-    if args.quantize == "static":
-        from streamer.audio import load_audio
-        if not args.calibration:
-            raise StreamerError("export --quantize static: expected --calibration audio files, found none")
-        calibration = [load_audio(f) for f in args.calibration]
     t = time.perf_counter()
-    path = export_streaming(ck, cfg, args.output, calibration)
+    path = export_streaming(ck, cfg, args.output)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.quantize}, {cfg.streaming.mode} mode, "
           f"{cfg.streaming.chunk_frames * 0.02:.2f}-s chunks) and {path.with_suffix('.json').name} "
           f"in {time.perf_counter() - t:.0f} s", file=sys.stderr)
@@ -206,9 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--chunk", type=float, default=0.32, help="chunk in seconds (default: 0.32)")
     ex.add_argument("--left", type=float, help="left context in seconds")
     ex.add_argument("--right", type=float, help="window-mode look-ahead in seconds")
-    ex.add_argument("--quantize", choices=["none", "dynamic", "static"], default="dynamic",
+    ex.add_argument("--quantize", choices=["none", "dynamic"], default="dynamic",
                     help="int8 quantization (default: dynamic)")
-    ex.add_argument("--calibration", nargs="*", metavar="AUDIO", help="audio files for static quantization")
     ex.set_defaults(func=cmd_export)
 
     from streamer.train.cli import add_arguments

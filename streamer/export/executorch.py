@@ -9,8 +9,12 @@ with the runtime facts a C++ or mobile runner needs (``sample_rate``, ``chunk_sa
 Quantization (PT2E with the XNNPACK quantizer, per-channel symmetric int8 weights, applied to the
 weight-bearing layers only, so the step's integer frame bookkeeping stays exact):
 
-* ``dynamic`` — int8 linear layers, activations quantized on the fly per call (no calibration);
-* ``static`` — int8 linear and conv layers and their activations, calibrated on sample audio.
+* ``dynamic`` — int8 linear layers (the transformer: nearly all weights and compute of XLSR models),
+  activations quantized on the fly per call, no calibration needed.
+
+Static (calibrated) int8 is not offered: with ExecuTorch 1.5.1 the XNNPACK quantizer's shared
+observers spread onto the step's bool/int state and its conv annotations leave conv inputs
+unquantized, which XNNPACK refuses to lower.
 
 ExecuTorch is imported lazily (``pip install 'streamer[export]'``).
 """
@@ -22,9 +26,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -33,7 +35,7 @@ from streamer.constants import SAMPLE_RATE
 from streamer.errors import ConfigError, missing_dependency
 from streamer.streaming import CachedState, State, StreamingConfig, StreamingEncoder, WindowState, state_tensors
 
-QUANTIZATIONS = ("none", "dynamic", "static")
+QUANTIZATIONS = ("none", "dynamic")
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class ExportConfig:
     streaming: StreamingConfig
     """The step's streaming setup (fixed shapes follow from it)."""
     quantize: str = "none"
-    """``none`` (fp32), ``dynamic`` or ``static`` int8."""
+    """``none`` (fp32) or ``dynamic`` int8."""
 
     def __post_init__(self) -> None:
         if self.quantize not in QUANTIZATIONS:
@@ -75,8 +77,8 @@ def _example_inputs(encoder: StreamingEncoder) -> tuple[Tensor, ...]:
     return (torch.zeros(1, c), torch.tensor([c], dtype=torch.long), *state_tensors(encoder.init_state(1)))
 
 
-def _quantize(module: nn.Module, example: tuple[Tensor, ...], mode: str, encoder: StreamingEncoder,
-              calibration: Iterable[np.ndarray]) -> nn.Module:
+def _quantize(module: nn.Module, example: tuple[Tensor, ...]) -> nn.Module:
+    """Dynamic int8 (per-channel symmetric weights) of the Linear layers."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -86,33 +88,20 @@ def _quantize(module: nn.Module, example: tuple[Tensor, ...], mode: str, encoder
     graph = torch.export.export(module, example, strict=False).module()
     # Annotate only the weight-bearing layers: a global config would also quantize the step's integer
     # bookkeeping (frame counters, validity), turning it into float.
-    qconfig = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=mode == "dynamic")
-    quantizer = XNNPACKQuantizer().set_module_type(nn.Linear, qconfig)
-    if mode == "static":
-        quantizer = quantizer.set_module_type(nn.Conv1d, qconfig)
-    prepared = prepare_pt2e(graph, quantizer)
-    c = encoder.config.chunk_samples
+    qconfig = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)
+    prepared = prepare_pt2e(graph, XNNPACKQuantizer().set_module_type(nn.Linear, qconfig))
     with torch.no_grad():
         prepared(*example)
-        if mode == "static":
-            for wave in calibration:
-                state = state_tensors(encoder.init_state(1))
-                for i in range(0, len(wave) - c + 1, c):
-                    out = prepared(torch.from_numpy(np.ascontiguousarray(wave[i:i + c]))[None],
-                                   torch.tensor([c]), *state)
-                    state = tuple(out[2:])
     return convert_pt2e(prepared)
 
 
-def export_streaming(checkpoint: Checkpoint, config: ExportConfig, out: str | os.PathLike[str],
-                     calibration: Iterable[np.ndarray] = ()) -> Path:
+def export_streaming(checkpoint: Checkpoint, config: ExportConfig, out: str | os.PathLike[str]) -> Path:
     """Exports the streaming step of a model to an ExecuTorch ``.pte`` (and its ``.json`` sidecar).
 
     Args:
         checkpoint: The model.
         config: Streaming setup and quantization.
         out: Path of the ``.pte`` file.
-        calibration: 16-kHz float32 utterances for ``static`` quantization.
 
     Returns:
         The path of the written program.
@@ -121,13 +110,11 @@ def export_streaming(checkpoint: Checkpoint, config: ExportConfig, out: str | os
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    if config.quantize == "static" and not calibration:
-        raise ConfigError("static quantization: expected calibration audio, found none")
     encoder = StreamingEncoder(checkpoint.model.eval(), config.streaming, trim_invalid=False)
     module = _Step(encoder).eval()
     example = _example_inputs(encoder)
     if config.quantize != "none":
-        module = _quantize(module, example, config.quantize, encoder, calibration)
+        module = _quantize(module, example)
     program = torch.export.export(module, example, strict=False)
     sc, vocab = config.streaming, checkpoint.vocab
     constants = {"sample_rate": SAMPLE_RATE, "chunk_samples": sc.chunk_samples, "chunk_frames": sc.chunk_frames,
