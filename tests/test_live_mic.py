@@ -1,7 +1,8 @@
 """`streamer mic` end to end on a real (virtual) microphone: PulseAudio → sounddevice → VAD → stream.
 
 Speech synthesized with a held-out voice is played into a PulseAudio null sink in real time while
-`streamer mic` listens on the sink's monitor; the printed finals must match the spoken text.
+`streamer mic` listens on the sink's monitor: one final per sentence, and the text must be what the
+same streaming recognizer hears from the file (character error rates).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import pytest
 import soundfile as sf
 
 from streamer.corpus.tts import Voice, synthesize
-from streamer.metrics import word_errors
+from streamer.metrics import char_errors
+from streamer.recognizer import Recognizer
+from streamer.streaming import StreamingConfig
 from virtual_mic import PACKAGES, missing_programs, virtual_microphone
 
 SENTENCES = ["she was wearing yellow that day", "after that i was instructed"]
@@ -47,8 +50,18 @@ def test_mic_transcribes_played_speech(tmp_path):
     assert mic.returncode == 0, err[-2000:]
     assert "overflow" not in err
     finals = [line.split("] ", 1)[1] for line in out.splitlines() if line.startswith("[") and "] " in line]
-    assert len(finals) >= 1, out + err
+    assert len(finals) == len(SENTENCES), out + err  # one final per spoken sentence (VAD endpoints)
     heard = " ".join(finals)
-    wer = word_errors(" ".join(SENTENCES), heard).rate
-    print(f"heard: {heard!r}; WER {wer:.2f}")
-    assert wer <= 0.5
+    # The same audio read from the file through the same streaming recognizer: the live path
+    # (PulseAudio, capture blocks, VAD gating) must hear what the file path hears.
+    rec = Recognizer.load("demo-en", lm=None, streaming=StreamingConfig.from_seconds("cached", 0.32))
+    from_file = " ".join(rec.transcribe(wav).text.split())
+    reference = " ".join(SENTENCES)
+    # Characters, not words: the demo model's misspellings shift with chunk alignment (the file and
+    # the live stream start at different samples), which word error rates magnify.
+    cer, file_cer = char_errors(reference, heard).rate, char_errors(reference, from_file).rate
+    live_vs_file = char_errors(from_file, heard).rate
+    print(f"heard: {heard!r} (CER {cer:.2f}); from the file: {from_file!r} (CER {file_cer:.2f}); "
+          f"live vs file CER {live_vs_file:.2f}")
+    assert live_vs_file <= 0.4
+    assert cer <= file_cer + 0.15
