@@ -102,6 +102,11 @@ class StreamingConfig:
         """Steps with no new audio needed after the last chunk to emit every remaining frame."""
         return -(-self.right_frames // self.chunk_frames) if self.mode == "window" else 0
 
+    def first_frame(self, steps_before: int) -> int:
+        """Global index of the first frame a step emits, given the steps taken before it."""
+        lag = self.right_frames if self.mode == "window" else 0
+        return steps_before * self.chunk_frames - 1 - lag
+
     def chunk_attention(self) -> ChunkAttention:
         """The offline attention that cached mode reproduces."""
         return ChunkAttention(self.chunk_frames, self.left_chunks, offset=1 % self.chunk_frames)
@@ -284,9 +289,8 @@ class StreamingEncoder(nn.Module):
         return logits, valid, new
 
     def first_frame(self, steps_before: int) -> int:
-        """Global index of the first frame a step emits, given the steps taken before it."""
-        lag = self.config.right_frames if self.config.mode == "window" else 0
-        return steps_before * self.config.chunk_frames - 1 - lag
+        """Global index of the first frame a step emits (see `StreamingConfig.first_frame`)."""
+        return self.config.first_frame(steps_before)
 
     @torch.no_grad()
     def run(self, samples: Tensor) -> Tensor:

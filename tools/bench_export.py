@@ -26,21 +26,18 @@ import torch
 
 from streamer.checkpoint import load_checkpoint
 from streamer.export.executorch import QUANTIZATIONS, ExportConfig, export_streaming
-from streamer.metrics import ErrorRate, char_errors, word_errors
+from streamer.metrics import corpus_rates
 from streamer.recognizer import Recognizer
 from streamer.streaming import StreamingConfig
 from streamer.train.data import load_waveform, read_manifest
 
 
-def _run(rec: Recognizer, waves: list, refs: list[str]) -> tuple[list[str], ErrorRate, ErrorRate, float]:
-    hyps, w, c = [], ErrorRate(0, 0), ErrorRate(0, 0)
+def _run(rec: Recognizer, waves: list, refs: list[str]) -> tuple[list[str], float, float, float]:
+    """Hypotheses, corpus WER, CER and compute seconds of one recognizer over the utterances."""
     t = time.perf_counter()
-    for x in waves:
-        hyps.append(rec.transcribe(x).text)
+    hyps = [rec.transcribe(x).text for x in waves]
     elapsed = time.perf_counter() - t
-    for r, h in zip(refs, hyps):
-        w, c = w + word_errors(r, h), c + char_errors(r, h)
-    return hyps, w, c, elapsed
+    return (hyps, *corpus_rates(zip(refs, hyps)), elapsed)
 
 
 def main() -> None:
@@ -67,7 +64,7 @@ def main() -> None:
 
     eager = Recognizer.load(args.model, lm=None, streaming=streaming, stream_files=True, two_pass=False)
     ref_hyps, w, c, t = _run(eager, waves, refs)
-    rows = [("eager PyTorch (fp32)", "-", "-", w.rate, c.rate, 1.0, t / audio_s)]
+    rows = [("eager PyTorch (fp32)", "-", "-", w, c, 1.0, t / audio_s)]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.out_dir or tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -79,7 +76,7 @@ def main() -> None:
             hyps, w, c, t = _run(rec, waves, refs)
             same = sum(a == b for a, b in zip(hyps, ref_hyps)) / len(hyps)
             label = {"none": "ExecuTorch fp32", "dynamic": "ExecuTorch int8 (dynamic)"}[q]
-            rows.append((label, f"{path.stat().st_size / 1e6:.1f}", f"{export_s:.0f}", w.rate, c.rate, same,
+            rows.append((label, f"{path.stat().st_size / 1e6:.1f}", f"{export_s:.0f}", w, c, same,
                          t / audio_s))
     print("| step | size (MB) | export (s) | WER | CER | text == eager | RTF |\n|---|---|---|---|---|---|---|")
     for name, size, ex, wer, cer, same, rtf in rows:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 
-from streamer.metrics import ErrorRate, char_errors, word_errors
+from streamer.metrics import corpus_rates
 from streamer.text import normalize_text
 
 SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
@@ -140,10 +140,8 @@ def main() -> None:
 
     print("\n| system | WER | CER | RTF |\n|---|---|---|---|")
     for name, hyps in systems.items():
-        w, c = ErrorRate(0, 0), ErrorRate(0, 0)
-        for (_, ref), hyp in zip(prompts, hyps):
-            w, c = w + word_errors(ref, hyp), c + char_errors(ref, hyp)
-        print(f"| {name} | {w.rate:.3f} | {c.rate:.3f} | {timing[name] / (hours * 3600):.3f} |")
+        wer, cer = corpus_rates((ref, hyp) for (_, ref), hyp in zip(prompts, hyps))
+        print(f"| {name} | {wer:.3f} | {cer:.3f} | {timing[name] / (hours * 3600):.3f} |")
     if args.out:
         with open(args.out, "w") as f:
             for i, (key, ref) in enumerate(prompts):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from streamer.metrics import ErrorRate, char_errors, word_errors
+from streamer.metrics import corpus_rates, word_errors
 from streamer.recognizer import Recognizer
 from streamer.results import Final, Partial
 from streamer.streaming import StreamingConfig
@@ -39,10 +39,7 @@ class Score:
 
 
 def score(refs: list[str], hyps: list[str], seconds: float) -> Score:
-    w, c = ErrorRate(0, 0), ErrorRate(0, 0)
-    for r, h in zip(refs, hyps):
-        w, c = w + word_errors(r, h), c + char_errors(r, h)
-    return Score(w.rate, c.rate, seconds)
+    return Score(*corpus_rates(zip(refs, hyps)), seconds)
 
 
 def run_files(rec: Recognizer, waves: list[np.ndarray]) -> tuple[list[str], float]:

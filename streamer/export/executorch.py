@@ -176,6 +176,5 @@ class PteStreamingEncoder:
         return out[0], out[1], self._state_cls(*out[2:])
 
     def first_frame(self, steps_before: int) -> int:
-        """Global index of the first frame a step emits."""
-        lag = self.config.right_frames if self.config.mode == "window" else 0
-        return steps_before * self.config.chunk_frames - 1 - lag
+        """Global index of the first frame a step emits (see `StreamingConfig.first_frame`)."""
+        return self.config.first_frame(steps_before)

@@ -33,7 +33,7 @@ from streamer.checkpoint import load_pretrained_encoder, save_checkpoint
 from streamer.constants import FRAMES_PER_SECOND, SAMPLE_RATE
 from streamer.decoding.greedy import greedy_text
 from streamer.errors import ConfigError
-from streamer.metrics import ErrorRate, char_errors, word_errors
+from streamer.metrics import corpus_rates
 from streamer.model.config import PRESETS, DropoutConfig, EncoderConfig
 from streamer.model.masks import ChunkAttention
 from streamer.model.model import Wav2Vec2CTC, count_parameters
@@ -260,15 +260,14 @@ def evaluate(model: Wav2Vec2CTC, utterances: Sequence[Utterance], vocab: Vocabul
     """
     was_training = model.training
     model.eval()
-    w, c = ErrorRate(0, 0), ErrorRate(0, 0)
+    pairs = []
     for idx in length_batches([u.duration for u in utterances], batch_seconds, rng=None):
         batch = collate([load_waveform(utterances[i].path) for i in idx], [utterances[i].text for i in idx], vocab)
         logits, flen = model(batch.waveform.to(device), batch.lengths.to(device), chunk=chunk)
         for row, n, ref in zip(logits.float().cpu(), flen.cpu(), batch.texts):
-            hyp = greedy_text(row[: int(n)], vocab)
-            w, c = w + word_errors(ref, hyp), c + char_errors(ref, hyp)
+            pairs.append((ref, greedy_text(row[: int(n)], vocab)))
     model.train(was_training)
-    return w.rate, c.rate
+    return corpus_rates(pairs)
 
 
 def _filter(utterances: list[Utterance], cfg: TrainConfig, vocab: Vocabulary) -> list[Utterance]:
@@ -339,13 +338,14 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> TrainSummary:
         state.update(saved["state"])
         if dist.main:
             print(f"resumed from {ckpt_path} at step {state['step']} (epoch {state['epoch']}, batch {state['position']})", flush=True)
+    use_amp = cfg.amp and (device.type == "cuda" or cpu_supports_bf16())
     if dist.main:
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
         hours = sum(u.duration for u in train_set) / 3600
         print(f"model: {count_parameters(model) / 1e6:.2f}M parameters; training set: {len(train_set)} utterances, "
               f"{hours:.2f} h ({before - len(train_set)} skipped); dev: {len(dev_set)} utterances; device {device}, "
               f"{dist.world} process(es), {torch.get_num_threads()} threads, "
-              f"bf16 autocast {'on' if cfg.amp and (device.type == 'cuda' or cpu_supports_bf16()) else 'off'}", flush=True)
+              f"bf16 autocast {'on' if use_amp else 'off'}", flush=True)
 
     net: nn.Module = model
     if dist.world > 1:
@@ -359,7 +359,6 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> TrainSummary:
         augmenter = Augmenter(AugmentConfig(), seed=cfg.seed * 7919 + state["epoch"] * 31 + dist.rank)
     mask_gen = torch.Generator().manual_seed(cfg.seed + 17 * state["step"] + dist.rank)
     chunk_rng = random.Random(cfg.seed * 1009 + state["step"] + dist.rank)
-    use_amp = cfg.amp and (device.type == "cuda" or cpu_supports_bf16())
 
     stop = {"now": False}
 
