@@ -218,34 +218,45 @@ def _load_huggingface(folder: Path, config: Mapping[str, Any]) -> Checkpoint:
 
 
 def load_pretrained_encoder(source: str | os.PathLike[str], vocab: Vocabulary, revision: str | None = None,
-                            pos_conv_causal: bool = False) -> Wav2Vec2CTC:
-    """Builds a model for fine-tuning from a wav2vec2/XLSR checkpoint with a fresh CTC head.
+                            pos_conv_causal: bool = False, keep_matching_head: bool = True) -> Wav2Vec2CTC:
+    """Builds a model for fine-tuning (or continued training) from a wav2vec2/XLSR checkpoint.
 
     The checkpoint may be pre-trained only (``Wav2Vec2ForPreTraining``, ``Wav2Vec2Model``, such as
-    facebook/wav2vec2-large-xlsr-53) or already fine-tuned (its head is then replaced).
+    facebook/wav2vec2-large-xlsr-53) or already fine-tuned. A fine-tuned CTC head is kept when its
+    vocabulary equals ``vocab`` (a warm restart of the same task); otherwise the head is new and
+    randomly initialized (the XLSR recipe for a new language).
 
     Args:
         source: Folder or hub id of a Hugging Face wav2vec2 checkpoint, or a streamer checkpoint.
-        vocab: Output vocabulary of the new CTC head.
+        vocab: Output vocabulary of the CTC head.
         revision: Hub revision.
         pos_conv_causal: Use a causal positional conv (the pre-trained centred kernel is kept; its
             weights then see past frames only, and fine-tuning adapts them).
+        keep_matching_head: Keep the source's CTC head when its vocabulary equals ``vocab``.
     """
     folder = resolve_source(source, revision)
     config = _read_json(folder / "config.json")
+    source_vocab: Vocabulary | None = None
     if config.get("format") == FORMAT:
         loaded = _load_streamer(folder, config)
-        enc, state = loaded.config, dict(loaded.model.state_dict())
+        enc, state, source_vocab = loaded.config, dict(loaded.model.state_dict()), loaded.vocab
     elif is_huggingface_config(config):
         enc = encoder_config_from_hf(config)
         probe = Wav2Vec2CTC(enc)
         state = convert_state_dict(read_weights(folder), probe.state_dict(), require_head=False)
+        if "ctc_head.weight" in state and (folder / "vocab.json").is_file():
+            try:
+                source_vocab = vocabulary_from_hf(_read_json(folder / "vocab.json"), _hf_tokenizer_config(folder), config)
+            except ConfigError:
+                source_vocab = None
     else:
         raise CheckpointError(f"model: {folder} is not a wav2vec2 checkpoint (config.json model_type={config.get('model_type')!r})")
     enc = EncoderConfig.from_dict({**enc.to_dict(), "vocab_size": len(vocab), "pos_conv_causal": pos_conv_causal})
     model = Wav2Vec2CTC(enc)
     model.reset_parameters()
-    state = {k: v for k, v in state.items() if not k.startswith("ctc_head.")}
+    keep_head = keep_matching_head and source_vocab == vocab and "ctc_head.weight" in state
+    if not keep_head:
+        state = {k: v for k, v in state.items() if not k.startswith("ctc_head.")}
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
     return model
 

@@ -16,6 +16,8 @@ from streamer.corpus.augment import (
     Augmenter,
     add_noise,
     add_reverb,
+    degrade_channel,
+    mulaw_roundtrip,
     room_impulse_response,
     spectral_warp,
     speed_perturb,
@@ -282,7 +284,7 @@ def test_augmenter_is_deterministic_and_safe():
 
 
 def test_augmenter_without_steps_is_identity():
-    config = AugmentConfig(speed_prob=0, warp_prob=0, reverb_prob=0, noise_prob=0, gain_prob=0)
+    config = AugmentConfig(speed_prob=0, warp_prob=0, reverb_prob=0, noise_prob=0, channel_prob=0, gain_prob=0)
     wave = _speechlike()
     np.testing.assert_array_equal(Augmenter(config, seed=1)(wave), wave)
 
@@ -306,7 +308,7 @@ def test_noise_has_the_requested_snr(kind, snr_db):
 
 
 def test_augmenter_noise_step_snr():
-    config = AugmentConfig(speed_prob=0, warp_prob=0, reverb_prob=0, noise_prob=1, gain_prob=0,
+    config = AugmentConfig(speed_prob=0, warp_prob=0, reverb_prob=0, noise_prob=1, channel_prob=0, gain_prob=0,
                            snr_db_range=(12.0, 12.0), noise_kinds=("pink",), peak_limit=1.0)
     wave = _speechlike()
     noise = Augmenter(config, seed=0)(wave).astype(np.float64) - wave
@@ -335,6 +337,34 @@ def test_reverb_decays_by_rt60():
     assert abs(3 * t20 - rt60) < 0.25 * rt60
     wave = _speechlike()
     assert len(add_reverb(wave, rt60, 3.0, np.random.default_rng(0))) == len(wave)
+
+
+def test_channel_degradation_limits_the_band():
+    t = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
+    wave = (0.3 * np.sin(2 * np.pi * 1000 * t) + 0.3 * np.sin(2 * np.pi * 6000 * t)).astype(np.float32)
+
+    def band_energy(x: np.ndarray, lo: float, hi: float) -> float:
+        spec = np.abs(np.fft.rfft(x)) ** 2
+        hz = np.fft.rfftfreq(len(x), 1 / SAMPLE_RATE)
+        return float(spec[(hz >= lo) & (hz < hi)].sum())
+
+    for kind in ("telephone", "lowpass"):
+        out = degrade_channel(wave, kind, np.random.default_rng(0), lowpass_hz_range=(3400.0, 5000.0))
+        assert out.dtype == np.float32 and len(out) == len(wave)
+        # the 6-kHz tone is gone (> 40 dB down), the 1-kHz tone kept (within 1 dB)
+        assert band_energy(out, 5500, 6500) < 1e-4 * band_energy(wave, 5500, 6500)
+        assert abs(10 * np.log10(band_energy(out, 900, 1100) / band_energy(wave, 900, 1100))) < 1.0
+    with pytest.raises(ConfigError, match="kind"):
+        degrade_channel(wave, "radio", np.random.default_rng(0))
+
+
+def test_mulaw_roundtrip_is_an_8_bit_companding():
+    x = np.linspace(-1, 1, 20001).astype(np.float32)
+    y = mulaw_roundtrip(x)
+    assert len(np.unique(y)) <= 255
+    assert np.max(np.abs(y - x)) < 0.03  # coarse at full scale (half a step of the top segment)
+    small = x[np.abs(x) < 0.01]
+    assert np.max(np.abs(mulaw_roundtrip(small) - small)) < 3e-4  # fine near zero
 
 
 def test_augment_config_validates():

@@ -133,3 +133,54 @@ def test_manifest_formats(tmp_path):
     assert (a.text, a.duration, a.path) == ("hello world", 1.5, tmp_path / "x.flac")
     cv = read_manifest(tmp_path / "cv.tsv")[0]
     assert (cv.text, cv.duration) == ("it's fine", 0.5)
+
+
+def test_warm_restart_keeps_a_matching_head_and_replaces_another(corpus, tmp_path):
+    from streamer.checkpoint import load_pretrained_encoder
+    from streamer.vocab import english_characters
+
+    train(_config(corpus, tmp_path / "a", preset="tiny", max_steps=2, warmup_steps=1, eval_every=100), show_progress=False)
+    source = load_checkpoint(tmp_path / "a" / "last")
+    vocab = english_characters()
+    kept = load_pretrained_encoder(tmp_path / "a" / "last", vocab, pos_conv_causal=True)
+    assert (kept.ctc_head.weight - source.model.ctc_head.weight).abs().max() == 0
+    other = load_pretrained_encoder(tmp_path / "a" / "last", vocab, pos_conv_causal=True, keep_matching_head=False)
+    assert (other.ctc_head.weight - source.model.ctc_head.weight).abs().max() > 0
+    # the encoder body is carried over either way
+    key = "feature_extractor.conv_layers.0.conv.weight"
+    assert (other.state_dict()[key] - source.model.state_dict()[key]).abs().max() == 0
+
+
+def test_time_budget_anneals_and_stops(corpus, tmp_path):
+    cfg = TrainConfig(train_manifests=("x.tsv",), out_dir="o", max_steps=1000, warmup_steps=10, peak_lr=1e-3,
+                      final_lr_ratio=0.1, time_budget_minutes=1.0)
+    no_budget = TrainConfig.from_dict({**cfg.to_dict(), "time_budget_minutes": None})
+    assert lr_at(20, cfg, elapsed_s=0.0) == pytest.approx(lr_at(20, no_budget))
+    assert lr_at(20, cfg, elapsed_s=30.0) < lr_at(20, cfg, elapsed_s=0.0)
+    assert lr_at(20, cfg, elapsed_s=60.0) == pytest.approx(1e-4)  # budget spent: the floor
+    summary = train(_config(corpus, tmp_path / "b", preset="tiny", max_steps=10_000, eval_every=10_000,
+                            time_budget_minutes=0.05), show_progress=False)
+    assert 0 < summary.steps < 10_000
+    # resuming a spent budget takes no further step
+    again = train(_config(corpus, tmp_path / "b", preset="tiny", max_steps=10_000, eval_every=10_000,
+                          time_budget_minutes=0.05), show_progress=False)
+    assert again.steps == summary.steps
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_resume_refuses_a_checkpoint_that_would_run_code(corpus, tmp_path, monkeypatch):
+    import pickle
+
+    from streamer.errors import CheckpointError
+
+    out = tmp_path / "run"
+    out.mkdir()
+    monkeypatch.chdir(tmp_path)
+    (out / "checkpoint.pt").write_bytes(pickle.dumps({"model": _Payload(), "optimizer": {}, "state": {}}))
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
+        train(_config(corpus, out, preset="tiny", max_steps=2, warmup_steps=1), show_progress=False)
+    assert not (tmp_path / "PWNED").exists()

@@ -11,8 +11,10 @@ a different version of each file. The steps, in order, each applied with its own
    (direct path plus exponentially decaying noise, RT60 0.1–0.6 s).
 4. **noise** (:func:`add_noise`): white, pink, brown, or babble-like noise made from the
    utterance itself, at an SNR of 5–30 dB.
-5. **gain** (:func:`apply_gain`): ±6 dB.
-6. **peak limit** (:func:`limit_peak`): the whole utterance is scaled down if its peak exceeds
+5. **channel** (:func:`degrade_channel`): a telephone line (8-kHz band, optionally 8-bit µ-law
+   companding) or a band limit by a random low-pass between 3.4 and 7 kHz.
+6. **gain** (:func:`apply_gain`): ±6 dB.
+7. **peak limit** (:func:`limit_peak`): the whole utterance is scaled down if its peak exceeds
    ``peak_limit``, so no sample clips (a scale, never a hard clip).
 
 All randomness comes from one ``numpy.random.Generator``: an :class:`Augmenter` with a given seed
@@ -67,6 +69,9 @@ class AugmentConfig:
         noise_prob: Probability of additive noise.
         snr_db_range: Signal-to-noise ratios in dB (power of the whole utterance), within [-10, 60].
         noise_kinds: Kinds drawn from, each equally likely (a subset of :data:`NOISE_KINDS`).
+        channel_prob: Probability of a channel degradation (telephone band or band limit).
+        mulaw_prob: Probability, given a telephone channel, of 8-bit µ-law companding too.
+        lowpass_hz_range: Cut-offs of the band limit, in Hz (below Nyquist).
         gain_prob: Probability of a gain change.
         gain_db_range: Gains in dB, within [-40, 40].
         peak_limit: Largest absolute sample of the output, in (0, 1].
@@ -84,6 +89,9 @@ class AugmentConfig:
     noise_prob: float = 0.5
     snr_db_range: tuple[float, float] = (5.0, 30.0)
     noise_kinds: tuple[str, ...] = NOISE_KINDS
+    channel_prob: float = 0.2
+    mulaw_prob: float = 0.5
+    lowpass_hz_range: tuple[float, float] = (3400.0, 7000.0)
     gain_prob: float = 0.8
     gain_db_range: tuple[float, float] = (-6.0, 6.0)
     peak_limit: float = 0.99
@@ -91,7 +99,8 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         if self.sample_rate < 4000:
             raise ConfigError(f"AugmentConfig.sample_rate: expected >= 4000 Hz, found {self.sample_rate!r}")
-        for name in ("speed_prob", "warp_prob", "reverb_prob", "noise_prob", "gain_prob"):
+        for name in ("speed_prob", "warp_prob", "reverb_prob", "noise_prob", "channel_prob", "mulaw_prob",
+                     "gain_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"AugmentConfig.{name}: expected a probability in [0, 1], found {value!r}")
@@ -102,6 +111,7 @@ class AugmentConfig:
         _check_range("snr_db_range", self.snr_db_range, -10.0, 60.0)
         _check_range("gain_db_range", self.gain_db_range, -40.0, 40.0)
         nyquist = self.sample_rate / 2
+        _check_range("lowpass_hz_range", self.lowpass_hz_range, 1000.0, 0.95 * nyquist)
         if not 0.1 * nyquist <= self.warp_cutoff_hz <= 0.9 * nyquist / self.warp_range[1]:
             raise ConfigError(
                 f"AugmentConfig.warp_cutoff_hz: expected {0.1 * nyquist:.0f}..{0.9 * nyquist / self.warp_range[1]:.0f}"
@@ -346,6 +356,56 @@ def add_noise(wave: np.ndarray, snr_db: float, kind: str, rng: np.random.Generat
     return (wave + noise).astype(np.float32)
 
 
+#: Telephone line rate, in Hz, and the µ-law constant of G.711.
+TELEPHONE_RATE = 8000
+_MU = 255.0
+
+
+def mulaw_roundtrip(wave: np.ndarray) -> np.ndarray:
+    """Compands ``wave`` (in [-1, 1]) to 8-bit µ-law codes and back, as a G.711 line would."""
+    x = np.clip(wave, -1.0, 1.0)
+    code = np.round(np.sign(x) * np.log1p(_MU * np.abs(x)) / np.log1p(_MU) * 127.0)
+    y = np.sign(code) * np.expm1(np.abs(code) / 127.0 * np.log1p(_MU)) / _MU
+    return y.astype(np.float32)
+
+
+def degrade_channel(wave: np.ndarray, kind: str, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE,
+                    mulaw_prob: float = 0.5, lowpass_hz_range: tuple[float, float] = (3400.0, 7000.0)) -> np.ndarray:
+    """Passes ``wave`` through a narrower channel; the rate and length are kept.
+
+    Args:
+        wave: Mono float32 samples.
+        kind: ``"telephone"`` (down to 8 kHz and back, optionally µ-law) or ``"lowpass"`` (a
+            brick-wall FFT low-pass at a cut-off drawn from ``lowpass_hz_range``).
+        rng: Random generator.
+        sample_rate: Rate of ``wave`` in Hz.
+        mulaw_prob: Probability of µ-law companding on a telephone line.
+        lowpass_hz_range: Cut-off range of the low-pass, in Hz.
+
+    Returns:
+        ``len(wave)`` float32 samples.
+    """
+    n = len(wave)
+    if n == 0:
+        return wave
+    if kind == "telephone":
+        if sample_rate <= TELEPHONE_RATE:
+            return wave
+        narrow = np.asarray(soxr.resample(wave, sample_rate, TELEPHONE_RATE, quality="MQ"), dtype=np.float32)
+        if rng.random() < mulaw_prob:
+            narrow = mulaw_roundtrip(narrow)
+        out = np.asarray(soxr.resample(narrow, TELEPHONE_RATE, sample_rate, quality="MQ"), dtype=np.float32)
+        if len(out) < n:
+            out = np.pad(out, (0, n - len(out)))
+        return out[:n]
+    if kind == "lowpass":
+        cutoff = float(rng.uniform(*lowpass_hz_range))
+        spec = np.fft.rfft(wave.astype(np.float64))
+        spec[int(cutoff / sample_rate * n) + 1:] = 0.0
+        return np.fft.irfft(spec, n).astype(np.float32)
+    raise ConfigError(f"degrade_channel: expected kind 'telephone' or 'lowpass', found {kind!r}")
+
+
 def apply_gain(wave: np.ndarray, gain_db: float) -> np.ndarray:
     """Scales ``wave`` by ``gain_db`` decibels; returns float32."""
     return (wave * np.float32(10.0 ** (gain_db / 20.0))).astype(np.float32, copy=False)
@@ -415,6 +475,9 @@ class Augmenter:
         if rng.random() < c.noise_prob:
             kind = c.noise_kinds[int(rng.integers(len(c.noise_kinds)))]
             out = add_noise(out, float(rng.uniform(*c.snr_db_range)), kind, rng, sr)
+        if rng.random() < c.channel_prob:
+            kind = "telephone" if rng.random() < 0.5 else "lowpass"
+            out = degrade_channel(out, kind, rng, sr, c.mulaw_prob, c.lowpass_hz_range)
         if rng.random() < c.gain_prob:
             out = apply_gain(out, float(rng.uniform(*c.gain_db_range)))
         return limit_peak(out, c.peak_limit)

@@ -27,13 +27,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="run folder (resumes when it holds checkpoint.pt)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--preset", default="demo-small", choices=sorted(PRESETS), help="model shape from scratch (default: demo-small)")
-    g.add_argument("--init-from", metavar="MODEL", help="pre-trained wav2vec2/XLSR folder or hub id to fine-tune")
+    g.add_argument("--init-from", metavar="MODEL", help="pre-trained or fine-tuned wav2vec2/XLSR/streamer folder or hub id to start from; its CTC head is kept when its vocabulary matches (warm restart), else a new head is trained")
     p.add_argument("--centred-pos-conv", action="store_true", help="centred positional conv (default: causal, for exact cached streaming)")
     p.add_argument("--freeze-feature-encoder", action="store_true", help="keep the conv feature encoder fixed")
     p.add_argument("--max-steps", type=int, default=20000)
     p.add_argument("--peak-lr", type=float, default=1e-3)
     p.add_argument("--warmup-steps", type=int, default=1000)
     p.add_argument("--final-lr-ratio", type=float, default=0.05)
+    p.add_argument("--time-budget-minutes", type=float, default=None,
+                   help="wall-clock budget of the run, summed over resumes; the LR anneals inside it and the run stops when it is spent")
     p.add_argument("--batch-seconds", type=float, default=160.0, help="padded audio per batch (s)")
     p.add_argument("--max-utterance-seconds", type=float, default=16.0)
     p.add_argument("--grad-accum", type=int, default=1)
@@ -65,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         train_manifests=tuple(args.train), dev_manifest=args.dev, out_dir=args.out, preset=args.preset,
         init_from=args.init_from, causal_pos_conv=not args.centred_pos_conv,
         freeze_feature_encoder=args.freeze_feature_encoder, max_steps=args.max_steps, peak_lr=args.peak_lr,
-        warmup_steps=args.warmup_steps, final_lr_ratio=args.final_lr_ratio, max_batch_seconds=args.batch_seconds,
+        warmup_steps=args.warmup_steps, final_lr_ratio=args.final_lr_ratio,
+        time_budget_minutes=args.time_budget_minutes, max_batch_seconds=args.batch_seconds,
         max_utterance_seconds=args.max_utterance_seconds, grad_accum=args.grad_accum,
         dropout=DropoutConfig(hidden=args.dropout, attention=args.dropout, activation=args.dropout / 2,
                               feat_proj=args.dropout / 2, layerdrop=args.layerdrop),

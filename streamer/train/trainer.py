@@ -32,7 +32,7 @@ from torch import nn
 from streamer.checkpoint import load_pretrained_encoder, save_checkpoint
 from streamer.constants import FRAMES_PER_SECOND, SAMPLE_RATE
 from streamer.decoding.greedy import greedy_text
-from streamer.errors import ConfigError
+from streamer.errors import CheckpointError, ConfigError
 from streamer.metrics import corpus_rates
 from streamer.model.config import PRESETS, DropoutConfig, EncoderConfig
 from streamer.model.masks import ChunkAttention
@@ -68,6 +68,10 @@ class TrainConfig:
     """Linear warm-up steps."""
     final_lr_ratio: float = 0.05
     """LR at the last step relative to the peak (cosine decay)."""
+    time_budget_minutes: float | None = None
+    """Wall-clock budget of the whole run in minutes, summed over resumed calls (None = no budget).
+    The cosine decay follows whichever is further along, steps or time, so the LR is annealed
+    inside the budget, and the run stops when the budget is spent."""
     weight_decay: float = 0.01
     """AdamW weight decay (not on biases, norms and the mask embedding)."""
     max_batch_seconds: float = 160.0
@@ -129,6 +133,8 @@ class TrainConfig:
             raise ConfigError(f"final_lr_ratio: expected [0, 1], found {self.final_lr_ratio}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device: expected auto, cpu or cuda, found {self.device!r}")
+        if self.time_budget_minutes is not None and not self.time_budget_minutes > 0:
+            raise ConfigError(f"time_budget_minutes: expected > 0 or None, found {self.time_budget_minutes}")
         if self.pad_seconds < 0:
             raise ConfigError(f"pad_seconds: expected >= 0, found {self.pad_seconds}")
         if self.max_batch_seconds <= 0 or self.max_utterance_seconds <= 0:
@@ -204,11 +210,20 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Learning rate at an optimizer step: linear warm-up, then cosine decay to ``final_lr_ratio``."""
+def lr_at(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
+    """Learning rate at an optimizer step: linear warm-up, then cosine decay to ``final_lr_ratio``.
+
+    Args:
+        step: Optimizer steps taken.
+        cfg: The run's configuration.
+        elapsed_s: Training wall-clock seconds so far; with ``cfg.time_budget_minutes`` the decay
+            follows whichever of steps and time is further along.
+    """
     if step < cfg.warmup_steps:
         return cfg.peak_lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    if cfg.time_budget_minutes is not None:
+        progress = max(progress, min(1.0, elapsed_s / (cfg.time_budget_minutes * 60.0)))
     floor = cfg.final_lr_ratio
     return cfg.peak_lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
@@ -282,6 +297,24 @@ def _filter(utterances: list[Utterance], cfg: TrainConfig, vocab: Vocabulary) ->
     return keep
 
 
+def load_training_checkpoint(path: Path) -> dict[str, Any]:
+    """Reads a run's ``checkpoint.pt`` without unpickling code (``weights_only=True``).
+
+    Raises:
+        CheckpointError: The file is not a training checkpoint written by `train` (including any
+            pickle that would need to import or call code to load).
+    """
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"resume: {path} is not a training checkpoint that loads safely ({first}); "
+                              "move it away to start a new run in this folder") from None
+    if not isinstance(saved, dict) or not {"model", "optimizer", "state"} <= set(saved):
+        raise CheckpointError(f"resume: {path} is not a training checkpoint (expected model, optimizer and state)")
+    return saved
+
+
 def _save_atomic(obj: Any, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
@@ -329,10 +362,11 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> TrainSummary:
     dev_set = read_manifest(cfg.dev_manifest)[: cfg.eval_max_utterances] if cfg.dev_manifest else []
 
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.peak_lr, betas=(0.9, 0.98), eps=1e-8)
-    state: dict[str, Any] = {"step": 0, "epoch": 0, "position": 0, "audio_seconds": 0.0, "best": None, "history": []}
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "position": 0, "audio_seconds": 0.0, "train_seconds": 0.0,
+                             "best": None, "history": []}
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.is_file():
-        saved = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        saved = load_training_checkpoint(ckpt_path)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state.update(saved["state"])
@@ -392,6 +426,9 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> TrainSummary:
         return res
 
     start_time = time.time()
+    budget_start = time.time() - state["train_seconds"]  # seconds spent in earlier calls count too
+    if cfg.time_budget_minutes is not None and state["train_seconds"] >= cfg.time_budget_minutes * 60:
+        stop["now"] = True
     last_save = time.time()
     bar = tqdm(total=cfg.max_steps, initial=state["step"], disable=not (show_progress and dist.main),
                dynamic_ncols=True, desc="train", unit="step")
@@ -434,8 +471,9 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> TrainSummary:
                 running_n += 1
                 if micro % cfg.grad_accum:
                     continue
+                state["train_seconds"] = time.time() - budget_start
                 for g in optimizer.param_groups:
-                    g["lr"] = lr_at(state["step"], cfg)
+                    g["lr"] = lr_at(state["step"], cfg, state["train_seconds"])
                 grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
                 if torch.isfinite(grad_norm):
                     optimizer.step()
@@ -445,10 +483,10 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> TrainSummary:
                 bar.update(1)
                 if state["step"] % cfg.log_every == 0 and dist.main:
                     avg = running / max(1, running_n)
-                    bar.set_postfix(loss=f"{avg:.3f}", lr=f"{lr_at(state['step'], cfg):.2e}",
+                    bar.set_postfix(loss=f"{avg:.3f}", lr=f"{lr_at(state['step'], cfg, state['train_seconds']):.2e}",
                                     epoch=state["epoch"], audio_h=f"{state['audio_seconds'] / 3600:.1f}")
                     with open(out / "log.jsonl", "a") as f:
-                        f.write(json.dumps({"step": state["step"], "loss": avg, "lr": lr_at(state["step"], cfg),
+                        f.write(json.dumps({"step": state["step"], "loss": avg, "lr": lr_at(state["step"], cfg, state["train_seconds"]),
                                             "grad_norm": float(grad_norm), "epoch": state["epoch"],
                                             "audio_hours": state["audio_seconds"] / 3600,
                                             "elapsed": time.time() - start_time}) + "\n")
@@ -461,6 +499,8 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> TrainSummary:
                 if time.time() - last_save > cfg.save_every_minutes * 60:
                     checkpoint()
                     last_save = time.time()
+                if cfg.time_budget_minutes is not None and state["train_seconds"] >= cfg.time_budget_minutes * 60:
+                    stop["now"] = True
                 if state["step"] >= cfg.max_steps or stop["now"]:
                     break
             else:
@@ -476,7 +516,8 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> TrainSummary:
         checkpoint()
         if old_handler is not None:
             signal.signal(signal.SIGTERM, old_handler)
-    if state["step"] >= cfg.max_steps and (last_eval is None or last_eval.step != state["step"]):
+    budget_spent = cfg.time_budget_minutes is not None and state["train_seconds"] >= cfg.time_budget_minutes * 60
+    if (state["step"] >= cfg.max_steps or budget_spent) and (last_eval is None or last_eval.step != state["step"]):
         last_eval = run_eval() or last_eval
         checkpoint()
     if dist.world > 1:
