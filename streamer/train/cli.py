@@ -46,6 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--full-attention", action="store_true", help="no dynamic chunk masks (offline-only model)")
     p.add_argument("--full-attention-prob", type=float, default=0.4, help="share of batches with full attention")
     p.add_argument("--no-augment", action="store_true", help="no online waveform augmentation")
+    p.add_argument("--reread-manifests", action="store_true",
+                   help="re-read the training manifests at each epoch (a corpus still being synthesized)")
     p.add_argument("--clean-steps", type=int, default=0,
                    help="first steps without augmentation, masks or chunked attention (default: 0)")
     p.add_argument("--eval-every", type=int, default=500)
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                               feat_proj=args.dropout / 2, layerdrop=args.layerdrop),
         specaugment=SpecAugmentConfig(time_prob=args.mask_time_prob, channel_prob=args.mask_channel_prob),
         dynamic_chunk=None if args.full_attention else DynamicChunkConfig(full_prob=args.full_attention_prob),
-        augment=not args.no_augment, clean_steps=args.clean_steps, eval_every=args.eval_every, log_every=args.log_every, eval_max_utterances=args.eval_utterances,
+        augment=not args.no_augment, reread_manifests=args.reread_manifests, clean_steps=args.clean_steps, eval_every=args.eval_every, log_every=args.log_every, eval_max_utterances=args.eval_utterances,
         save_every_minutes=args.save_minutes, seed=args.seed, threads=args.threads, device=args.device,
         amp=not args.no_amp,
     )

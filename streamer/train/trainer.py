@@ -92,6 +92,9 @@ class TrainConfig:
     """Online waveform augmentation (speed, warp, gain, noise, reverb)."""
     pad_seconds: float = 0.3
     """Random silence added at each end of training utterances, up to this many seconds."""
+    reread_manifests: bool = False
+    """Re-read the training manifests at each new epoch, so a corpus still being synthesized is used
+    as it grows."""
     sorted_first_epoch: bool = True
     """First epoch from shortest to longest utterance."""
     clean_steps: int = 0
@@ -352,13 +355,16 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> TrainSummary:
             p.requires_grad = False
     model.to(device)
 
-    train_set: list[Utterance] = []
-    for m in cfg.train_manifests:
-        train_set.extend(read_manifest(m))
-    before = len(train_set)
-    train_set = _filter(train_set, cfg, vocab)
-    if not train_set:
-        raise ConfigError(f"training set: no usable utterance among {before} (too long, empty text, or too many labels for their frames)")
+    def read_train_set() -> tuple[list[Utterance], int]:
+        found: list[Utterance] = []
+        for m in cfg.train_manifests:
+            found.extend(read_manifest(m))
+        kept = _filter(found, cfg, vocab)
+        if not kept:
+            raise ConfigError(f"training set: no usable utterance among {len(found)} (too long, empty text, or too many labels for their frames)")
+        return kept, len(found)
+
+    train_set, before = read_train_set()
     dev_set = read_manifest(cfg.dev_manifest)[: cfg.eval_max_utterances] if cfg.dev_manifest else []
 
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.peak_lr, betas=(0.9, 0.98), eps=1e-8)
@@ -506,6 +512,11 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> TrainSummary:
             else:
                 state["epoch"] += 1
                 state["position"] = 0
+                if cfg.reread_manifests:
+                    grown, _ = read_train_set()
+                    if dist.main and len(grown) != len(train_set):
+                        tqdm.write(f"epoch {state['epoch']}: training set {len(train_set)} -> {len(grown)} utterances")
+                    train_set = grown
                 if augmenter is not None:
                     from streamer.corpus.augment import AugmentConfig, Augmenter
                     augmenter = Augmenter(AugmentConfig(), seed=cfg.seed * 7919 + state["epoch"] * 31 + dist.rank)
