@@ -27,5 +27,21 @@ OFFLINE_WINDOW_SECONDS: float = 20.0
 #: Default context kept on each side of an offline window and then discarded, in seconds.
 OFFLINE_CONTEXT_SECONDS: float = 2.0
 
+#: Default new audio per streaming step, in seconds (32 frames).
+DEFAULT_CHUNK_SECONDS: float = 0.64
+
+#: Longest streaming chunk accepted, in seconds: a step's cost and memory grow with it, and beyond a
+#: few seconds streaming no longer makes sense (use offline windows).
+MAX_CHUNK_SECONDS: float = 10.0
+
+#: Longest streaming left context accepted (window mode: re-encoded history; cached mode: cache), in s.
+MAX_LEFT_SECONDS: float = 60.0
+
+#: Longest window-mode look-ahead accepted, in seconds.
+MAX_RIGHT_SECONDS: float = 10.0
+
+#: Most CPU threads a recognizer may ask for.
+MAX_THREADS: int = 1024
+
 #: Characters the bundled English models write (besides the word delimiter).
 ENGLISH_ALPHABET: str = "abcdefghijklmnopqrstuvwxyz'"

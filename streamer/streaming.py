@@ -25,13 +25,15 @@ Shapes are fixed per configuration (B streams, C samples, n frames), so the step
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor, nn
 
-from streamer.constants import FRAME_SECONDS
+from streamer.constants import MAX_CHUNK_SECONDS, MAX_LEFT_SECONDS, MAX_RIGHT_SECONDS
 from streamer.errors import ConfigError
+from streamer.grid import XLSR_GRID, FrameGrid
 from streamer.model.masks import ChunkAttention, additive_bias
 from streamer.model.model import Wav2Vec2CTC
 
@@ -55,10 +57,13 @@ class StreamingConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"streaming mode: expected one of {MODES}, found {self.mode!r}")
-        if self.chunk_frames < 1:
-            raise ConfigError(f"chunk: expected at least one 20-ms frame, found {self.chunk_frames} frames")
-        if self.left_frames < 0 or self.right_frames < 0:
-            raise ConfigError(f"context: expected left/right >= 0 frames, found {self.left_frames}/{self.right_frames}")
+        g = XLSR_GRID
+        for name, low, high_s in (("chunk_frames", 1, MAX_CHUNK_SECONDS), ("left_frames", 0, MAX_LEFT_SECONDS),
+                                  ("right_frames", 0, MAX_RIGHT_SECONDS)):
+            value, high = getattr(self, name), g.frames_in(high_s)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ConfigError(f"streaming {name.replace('_frames', '')}: expected {low} to {high} frames of "
+                                  f"{g.frame_seconds} s ({g.seconds(low):g} to {high_s:g} s), found {value!r} frames")
         if self.mode == "cached":
             if self.right_frames != 0:
                 raise ConfigError(f"cached mode has no look-ahead: expected right_frames=0, found {self.right_frames}")
@@ -74,18 +79,24 @@ class StreamingConfig:
         Defaults: window mode left = 2 chunks (at least 1 s), right = half a chunk (at least 0.24 s);
         cached mode left = 4 chunks, right = 0.
         """
-        n = max(1, round(chunk / FRAME_SECONDS))
+        g = XLSR_GRID
+        chunk = _seconds("chunk", chunk, g.frame_seconds / 2, MAX_CHUNK_SECONDS)
+        if left is not None:
+            left = _seconds("left", left, 0.0, MAX_LEFT_SECONDS)
+        if right is not None:
+            right = _seconds("right", right, 0.0, MAX_RIGHT_SECONDS)
+        n = max(1, g.frames_in(chunk))
         if mode == "cached":
-            left_chunks = 4 if left is None else max(0, round(left / (n * FRAME_SECONDS)))
-            return cls(mode, n, left_chunks * n, 0 if right is None else round(right / FRAME_SECONDS))
-        lf = max(n * 2, 50) if left is None else round(left / FRAME_SECONDS)
-        rf = max(n // 2, 12) if right is None else round(right / FRAME_SECONDS)
+            left_chunks = 4 if left is None else max(0, round(left / g.seconds(n)))
+            return cls(mode, n, left_chunks * n, 0 if right is None else g.frames_in(right))
+        lf = max(n * 2, g.frames_in(1.0)) if left is None else g.frames_in(left)
+        rf = max(n // 2, g.frames_in(0.24)) if right is None else g.frames_in(right)
         return cls(mode, n, lf, rf)
 
     @property
     def chunk_samples(self) -> int:
         """New samples per step."""
-        return self.chunk_frames * 320
+        return XLSR_GRID.samples(self.chunk_frames)
 
     @property
     def left_chunks(self) -> int:
@@ -95,7 +106,8 @@ class StreamingConfig:
     @property
     def latency_seconds(self) -> float:
         """Algorithmic latency: a chunk, the look-ahead and the one lagging frame, in seconds."""
-        return (self.chunk_frames + self.right_frames + 1) * FRAME_SECONDS + 80 / 16000
+        g = XLSR_GRID
+        return g.seconds(self.chunk_frames + self.right_frames + 1) + g.sample_seconds(g.lookahead_samples)
 
     @property
     def flush_steps(self) -> int:
@@ -110,6 +122,16 @@ class StreamingConfig:
     def chunk_attention(self) -> ChunkAttention:
         """The offline attention that cached mode reproduces."""
         return ChunkAttention(self.chunk_frames, self.left_chunks, offset=1 % self.chunk_frames)
+
+
+def _seconds(name: str, value: float, low: float, high: float) -> float:
+    """A duration option checked to be a finite number of seconds in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not low <= value <= high:
+        shown = XLSR_GRID.frame_seconds if low else 0.0
+        raise ConfigError(f"streaming {name}: expected {shown:g} to {high:g} seconds (rounded to "
+                          f"{XLSR_GRID.frame_seconds:g}-s frames), found {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -174,10 +196,10 @@ class StreamingEncoder(nn.Module):
     def __init__(self, model: Wav2Vec2CTC, config: StreamingConfig, trim_invalid: bool = True) -> None:
         super().__init__()
         mc = model.config
-        if mc.hop_samples != 320 or mc.receptive_field_samples != 400:
+        if FrameGrid.of(mc) != XLSR_GRID:
             raise ConfigError(
-                f"streaming: expected the XLSR conv layout (hop 320, receptive field 400 samples), found hop "
-                f"{mc.hop_samples}, field {mc.receptive_field_samples}")
+                f"streaming: expected the XLSR conv layout (hop {XLSR_GRID.hop_samples}, receptive field "
+                f"{XLSR_GRID.field_samples} samples), found hop {mc.hop_samples}, field {mc.receptive_field_samples}")
         if config.mode == "cached":
             if not mc.pos_conv_causal:
                 raise ConfigError("cached streaming: expected a model with a causal positional conv "
@@ -196,7 +218,7 @@ class StreamingEncoder(nn.Module):
         """The state before any audio, for ``batch`` streams."""
         mc, sc = self.model.config, self.config
         dev = self.model.ctc_head.weight.device
-        common = dict(samples=torch.zeros(batch, 320, device=dev),
+        common = dict(samples=torch.zeros(batch, XLSR_GRID.hop_samples, device=dev),
                       samples_seen=torch.zeros(batch, dtype=torch.long, device=dev),
                       steps=torch.zeros(batch, dtype=torch.long, device=dev))
         if sc.mode == "window":
@@ -222,7 +244,7 @@ class StreamingEncoder(nn.Module):
         seen = state.samples_seen + num_samples
         steps = state.steps[:, None]
         g = steps * torch.full_like(steps, n) - torch.ones_like(steps) + torch.arange(n, device=chunk.device)[None, :]
-        end = g * torch.full_like(g, 320) + torch.full_like(g, 400)
+        end = g * torch.full_like(g, XLSR_GRID.hop_samples) + torch.full_like(g, XLSR_GRID.field_samples)
         valid = (g >= torch.zeros_like(g)) & (end <= seen[:, None])
         feats = feats * valid[..., None].to(feats.dtype)
         return feats, valid, seen
@@ -265,7 +287,7 @@ class StreamingEncoder(nn.Module):
         bias = additive_bias(wvalid[:, None, None, lo:hi], window.dtype)
         encoded = self.model.encoder(window[:, lo:hi], bias)
         logits = self.model.ctc_head(encoded[:, left - lo:left - lo + n])
-        new = WindowState(samples=chunk[:, -320:], samples_seen=seen, steps=state.steps + torch.ones_like(state.steps),
+        new = WindowState(samples=chunk[:, -XLSR_GRID.hop_samples:], samples_seen=seen, steps=state.steps + torch.ones_like(state.steps),
                           features=window, valid=wvalid)
         return logits, wvalid[:, left:left + n], new
 
@@ -283,7 +305,7 @@ class StreamingEncoder(nn.Module):
             new_keys.append(torch.cat([state.keys[i], k], dim=2)[:, :, -left:])
             new_values.append(torch.cat([state.values[i], v], dim=2)[:, :, -left:])
         logits = self.model.ctc_head(enc.finish(x))
-        new = CachedState(samples=chunk[:, -320:], samples_seen=seen, steps=state.steps + torch.ones_like(state.steps),
+        new = CachedState(samples=chunk[:, -XLSR_GRID.hop_samples:], samples_seen=seen, steps=state.steps + torch.ones_like(state.steps),
                           pos_history=pos_history, keys=torch.stack(new_keys), values=torch.stack(new_values),
                           cache_valid=torch.cat([state.cache_valid, valid], dim=1)[:, -left:])
         return logits, valid, new

@@ -1,6 +1,8 @@
-"""Streaming CTC decoders: an incremental beam search with optional KenLM fusion, and a greedy one.
+"""An incremental CTC prefix beam search with optional KenLM fusion and hotwords.
 
-Both decoders share one interface, in the style of a shared recognizer with per-stream state::
+It implements the decoder protocol of `streamer.decoding.base` (the greedy decoder is
+`streamer.decoding.greedy.GreedyDecoder`); language-model files load through
+`streamer.decoding.lm_bundle.LmBundle`::
 
     decoder = BeamSearchDecoder(english_characters(), DecoderConfig(lm_path="lm.binary"))
     state = decoder.new_state()                  # one per utterance / stream
@@ -72,20 +74,15 @@ import re
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from streamer.constants import FRAME_SECONDS
-from streamer.decoding.greedy import TokenSpan, spans_to_words
-from streamer.errors import ConfigError, MissingDependencyError, missing_dependency
+from streamer.decoding.base import LOGP_FLOOR, MIN_TOKEN_PROB, as_log_probs, log_softmax, make_partial  # noqa: F401
+from streamer.errors import ConfigError, MissingDependencyError
 from streamer.results import Final, Partial, Word
 from streamer.vocab import Vocabulary
-
-#: Smallest token probability; log-probs are clipped to its logarithm (pyctcdecode's value).
-MIN_TOKEN_PROB: float = 1e-15
-#: log(MIN_TOKEN_PROB), computed the way pyctcdecode computes its clip bound.
-LOGP_FLOOR: float = float(np.log(MIN_TOKEN_PROB))
 
 _PLACEHOLDER = re.compile("\u2047\\d+")  # Vocabulary.labels() renders non-blank specials as '⁇N'
 _NO_FRAMES = (-1, -1)
@@ -93,64 +90,6 @@ _NO_FRAMES = (-1, -1)
 #: at fixed absolute frame indices, so where the logits are cut into chunks does not matter.
 COMMIT_CHECK_FRAMES: int = 25
 _score_of = itemgetter(0)
-
-
-# ----------------------------------------------------------------------------------------------
-# Input normalization
-# ----------------------------------------------------------------------------------------------
-
-
-def make_partial(committed: Sequence[Word], tentative: Sequence[Word], now: float) -> Partial:
-    """A `Partial` from committed and tentative words at stream time ``now`` (seconds)."""
-    return Partial(committed=" ".join(w.text for w in committed), tentative=" ".join(w.text for w in tentative),
-                   words=tuple(committed) + tuple(tentative), committed_words=len(committed), time=round(now, 6))
-
-
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax, clipped to [LOGP_FLOOR, 0].
-
-    The operations and their order follow pyctcdecode's (max-shift, exp, sum, log, clip), so the
-    result is bit-identical to what ``decode_beams`` computes from the same float64 input, and a
-    row's result does not depend on the other rows (chunking does not change it).
-
-    Args:
-        x: (T, V) float64 logits or log-probabilities.
-
-    Returns:
-        (T, V) float64 natural-log probabilities.
-    """
-    peak = np.max(x, axis=1, keepdims=True)
-    peak[~np.isfinite(peak)] = 0.0
-    shifted = x - peak
-    with np.errstate(divide="ignore"):
-        norm = np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-    return np.clip(shifted - norm, LOGP_FLOOR, 0.0)
-
-
-def as_log_probs(logits: Any, vocab_size: int, who: str) -> np.ndarray:
-    """Validates a (T, V) chunk of logits or log-probs and returns float64 log-probs.
-
-    Args:
-        logits: (T, V) array-like or torch tensor of logits or log-probabilities (T may be 0).
-        vocab_size: Expected V.
-        who: Name used in error messages.
-
-    Returns:
-        (T, V) contiguous float64 log-probabilities.
-
-    Raises:
-        ValueError: Wrong rank or width, NaN or +inf values.
-    """
-    if hasattr(logits, "detach"):  # a torch tensor; torch itself is not imported here
-        logits = logits.detach().cpu().double().numpy()
-    x = np.ascontiguousarray(logits, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] != vocab_size:
-        raise ValueError(f"{who}: expected logits of shape (T, {vocab_size}), found {tuple(x.shape)}")
-    if x.size and (np.isnan(x).any() or np.isposinf(x).any()):
-        raise ValueError(f"{who}: expected finite logits (or -inf), found NaN or +inf values")
-    if x.shape[0] == 0:
-        return x
-    return log_softmax(x)
 
 
 def _log_add(a: float, b: float) -> float:
@@ -165,14 +104,23 @@ def _log_add(a: float, b: float) -> float:
 # ----------------------------------------------------------------------------------------------
 
 
+#: LM weight used when neither the config nor the LM bundle gives one (pyctcdecode's default).
+DEFAULT_ALPHA: float = 0.5
+#: Word insertion bonus used when neither the config nor the LM bundle gives one (pyctcdecode's default).
+DEFAULT_BETA: float = 1.5
+
+
 @dataclass(frozen=True)
 class DecoderConfig:
     """Beam-search settings (pyctcdecode's meaning and defaults, except ``beam_width``).
 
     Attributes:
         beam_width: Beams kept after each frame.
-        alpha: Weight of the LM log-probability (shallow fusion). Used only with ``lm_path``.
+        alpha: Weight of the LM log-probability (shallow fusion). Used only with ``lm_path``. None:
+            the LM bundle's tuned value (``lm/attrs.json``, see `streamer.decoding.lm_bundle`) when
+            the recognizer loads one, else `DEFAULT_ALPHA`.
         beta: Bonus added per word scored by the LM (word insertion bonus). Used only with an LM.
+            None: the tuned value, else `DEFAULT_BETA`.
         beam_prune_logp: Beams scoring more than this many nats below the best are dropped (<= 0).
         token_min_logp: Tokens below this log-prob are not tried at a frame, except the frame's
             best token (<= 0).
@@ -198,8 +146,8 @@ class DecoderConfig:
     """
 
     beam_width: int = 32
-    alpha: float = 0.5
-    beta: float = 1.5
+    alpha: float | None = None
+    beta: float | None = None
     beam_prune_logp: float = -10.0
     token_min_logp: float = -5.0
     prune_history: bool = False
@@ -231,8 +179,10 @@ class DecoderConfig:
 
         need_int("beam_width", 1)
         need_int("nbest", 1)
-        need_float("alpha", low=0.0)
-        need_float("beta")
+        if self.alpha is not None:
+            need_float("alpha", low=0.0)
+        if self.beta is not None:
+            need_float("beta")
         need_float("beam_prune_logp", high=0.0)
         need_float("token_min_logp", high=0.0)
         need_float("hotword_weight")
@@ -771,171 +721,13 @@ def _word(text: str, start: int, end: int, time_offset: float) -> Word:
 
 
 def _load_language_model(config: DecoderConfig) -> Any:
-    """Loads the KenLM model and its unigrams into pyctcdecode's ``LanguageModel``."""
-    from streamer.decoding.lm import load_unigrams, unigrams_path_for
+    """The LM that ``config.lm_path`` names, as pyctcdecode's ``LanguageModel`` (via `LmBundle`)."""
+    from streamer.decoding.lm_bundle import LmBundle
 
     path = Path(config.lm_path)
     if not path.is_file():
         raise ConfigError(f"decoder.lm_path: expected a KenLM .arpa or .binary file, found no file at {path}")
-    if config.unigrams_path is not None:
-        unigrams = load_unigrams(config.unigrams_path)
-    elif path.suffix == ".arpa":
-        unigrams = load_unigrams(path)
-    elif unigrams_path_for(path).is_file():
-        unigrams = load_unigrams(unigrams_path_for(path))
-    else:
-        raise ConfigError(
-            f"decoder.unigrams_path: a binary LM needs its word list; expected {unigrams_path_for(path)} "
-            "(written by 'streamer lm build'), found none. Pass unigrams_path or rebuild the LM."
-        )
-    try:
-        import kenlm  # noqa: F401  (pyctcdecode's LanguageModel uses it)
-    except ImportError as err:
-        raise missing_dependency("kenlm", "lm", "Language-model decoding") from err
-    from pyctcdecode.language_model import LanguageModel
-
-    try:
-        model = kenlm.Model(str(path))
-    except (OSError, RuntimeError) as err:
-        raise ConfigError(f"decoder.lm_path: expected a KenLM model, found a file KenLM cannot read ({err})") from err
-    return LanguageModel(model, unigrams, alpha=config.alpha, beta=config.beta,
-                         unk_score_offset=config.unk_score_offset, score_boundary=config.lm_score_boundary)
-
-
-# ----------------------------------------------------------------------------------------------
-# Greedy decoding with the same streaming interface
-# ----------------------------------------------------------------------------------------------
-
-
-class GreedyState:
-    """Per-stream state of a `GreedyDecoder` (updated in place by ``advance``).
-
-    Attributes:
-        time_offset: Stream time of the first frame, in seconds.
-        frames: Frames consumed so far.
-        log_score: Sum over frames of the best token's log-probability (the best path's score).
-    """
-
-    __slots__ = ("_owner", "time_offset", "frames", "log_score", "_last", "_run", "_word", "_words",
-                 "_blank_run")
-
-    def __init__(self, owner: object, time_offset: float) -> None:
-        self._owner = owner
-        self.time_offset = float(time_offset)
-        self.frames = 0
-        self.log_score = 0.0
-        self._last = -1          # token of the previous frame
-        self._run: list | None = None  # open token run: [token, start, end, prob sum, frames]
-        self._word: list = []    # closed token runs (TokenSpan) of the word in progress
-        self._words: list[Word] = []  # committed words
-        self._blank_run = 0      # blank frames since the last non-blank frame
-
-    @property
-    def committed_words(self) -> tuple[Word, ...]:
-        """Words that can no longer change."""
-        return tuple(self._words)
-
-
-class GreedyDecoder:
-    """Best-path CTC decoding, streamed: each chunk costs time proportional to its frames.
-
-    Commit rule: a word is committed as soon as the best path emits the word delimiter after it,
-    or after ``commit_blank_frames`` consecutive blank frames following it; such a blank run then
-    also acts as a word break (a character after it starts a new word). Only the word in progress
-    is tentative. With ``commit_blank_frames=None`` the text equals plain best-path decoding
-    (`streamer.decoding.greedy.greedy_text`) and only delimiters commit.
-
-    Args:
-        vocab: The model's output vocabulary.
-        commit_blank_frames: Blank frames that end a word (25 = 0.5 s), or None.
-    """
-
-    def __init__(self, vocab: Vocabulary, commit_blank_frames: int | None = 25) -> None:
-        if commit_blank_frames is not None and (isinstance(commit_blank_frames, bool)
-                                                or not isinstance(commit_blank_frames, int)
-                                                or commit_blank_frames < 1):
-            raise ConfigError(f"greedy decoder.commit_blank_frames: expected an integer >= 1 or None, "
-                              f"found {commit_blank_frames!r}")
-        self.vocab = vocab
-        self.commit_blank_frames = commit_blank_frames
-        self._delimiters = {i for i in range(len(vocab)) if vocab.token_text(i) == " "} | {vocab.delimiter_id}
-
-    def new_state(self, time_offset: float = 0.0) -> GreedyState:
-        """A fresh state for one utterance (``time_offset``: stream time of its first frame, s)."""
-        return GreedyState(self, time_offset)
-
-    def advance(self, state: GreedyState, logits: Any) -> GreedyState:
-        """Consumes (T, V) logits or log-probs (T may be 0); updates ``state`` in place and returns it."""
-        if not isinstance(state, GreedyState) or state._owner is not self:
-            raise ValueError(f"GreedyDecoder.advance: expected a state made by this decoder's new_state(), "
-                             f"found {type(state).__name__}")
-        logp = as_log_probs(logits, len(self.vocab), "GreedyDecoder.advance")
-        if logp.shape[0] == 0:
-            return state
-        ids = logp.argmax(axis=1)
-        best = logp[np.arange(len(ids)), ids]
-        probs = np.exp(best).tolist()
-        blank = self.vocab.blank_id
-        frame = state.frames
-        for tok, p, lp in zip(ids.tolist(), probs, best.tolist()):
-            state.log_score += lp  # frame by frame, so that chunking does not change the sum
-            if tok == blank:
-                self._close_run(state)
-                state._blank_run += 1
-                if state._blank_run == self.commit_blank_frames:
-                    self._end_word(state)
-            elif tok == state._last and state._run is not None:
-                run = state._run
-                run[2], run[3], run[4] = frame, run[3] + p, run[4] + 1
-            else:
-                self._close_run(state)
-                if tok in self._delimiters:
-                    self._end_word(state)
-                state._run = [tok, frame, frame, p, 1]
-                state._blank_run = 0
-            state._last = tok
-            frame += 1
-        state.frames = frame
-        return state
-
-    def partial(self, state: GreedyState) -> Partial:
-        """Committed words and the word in progress (tentative)."""
-        tentative = self._pending_words(state)
-        committed = state._words
-        return make_partial(committed, tentative, state.time_offset + state.frames * FRAME_SECONDS)
-
-    def finalize(self, state: GreedyState) -> Final:
-        """The utterance's best path as a `Final` (nbest holds it with its log-score)."""
-        words = tuple(state._words) + tuple(self._pending_words(state))
-        text = " ".join(w.text for w in words)
-        return Final(text=text, words=words, start=round(state.time_offset, 6),
-                     end=round(state.time_offset + state.frames * FRAME_SECONDS, 6),
-                     nbest=((text, state.log_score),))
-
-    def decode(self, logits: Any, time_offset: float = 0.0) -> Final:
-        """Decodes a whole utterance."""
-        return self.finalize(self.advance(self.new_state(time_offset), logits))
-
-    # token runs -> words
-    def _close_run(self, state: GreedyState) -> None:
-        run = state._run
-        if run is not None:
-            state._run = None
-            if run[0] not in self._delimiters:
-                state._word.append(_span(run))
-
-    def _end_word(self, state: GreedyState) -> None:
-        if state._word:
-            state._words.extend(spans_to_words(state._word, self.vocab, state.time_offset))
-            state._word = []
-
-    def _pending_words(self, state: GreedyState) -> tuple[Word, ...]:
-        spans = list(state._word)
-        if state._run is not None and state._run[0] not in self._delimiters:
-            spans.append(_span(state._run))
-        return spans_to_words(spans, self.vocab, state.time_offset) if spans else ()
-
-
-def _span(run: Sequence) -> TokenSpan:
-    """A closed token run as a TokenSpan (token, first and last frame, mean probability)."""
-    return TokenSpan(int(run[0]), int(run[1]), int(run[2]), float(run[3] / run[4]))
+    bundle = LmBundle(path, Path(config.unigrams_path)) if config.unigrams_path else LmBundle.for_file(path)
+    return bundle.language_model(DEFAULT_ALPHA if config.alpha is None else config.alpha,
+                                 DEFAULT_BETA if config.beta is None else config.beta,
+                                 config.unk_score_offset, config.lm_score_boundary)

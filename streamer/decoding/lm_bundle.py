@@ -1,0 +1,170 @@
+"""A language-model bundle: the KenLM file, its word list and its tuned weights, as one object.
+
+A model folder may ship a language model in ``lm/``::
+
+    lm/lm.binary           KenLM model (.binary, .bin or .arpa)
+    lm/lm.unigrams.txt     its words, one per line (pyctcdecode's unigram list; an .arpa holds its own)
+    lm/attrs.json          {"alpha": ..., "beta": ...} tuned on a dev set (optional, more keys allowed)
+
+`LmBundle` is the one place that reads and writes that layout (`from_model_folder`, `save`) and that
+loads the files for decoding (`language_model`). Building a KenLM model from text is
+`streamer.decoding.lm`'s job; choosing beam-search settings is `DecoderConfig`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from streamer.errors import ConfigError, missing_dependency
+
+#: Folder of a model that holds its language model.
+LM_FOLDER = "lm"
+#: File in `LM_FOLDER` with the tuned weights.
+ATTRS_FILE = "attrs.json"
+#: KenLM file suffixes searched in a model's `LM_FOLDER`, in order of preference.
+LM_SUFFIXES = (".binary", ".bin", ".arpa")
+
+
+def unigrams_file_for(lm_path: str | os.PathLike[str]) -> Path:
+    """The word list that belongs to a KenLM file: ``lm.binary`` -> ``lm.unigrams.txt``."""
+    return Path(lm_path).with_suffix(".unigrams.txt")
+
+
+@dataclass(frozen=True)
+class LmBundle:
+    """A KenLM model with its word list and tuned weights.
+
+    Attributes:
+        kenlm: The KenLM model file (.binary/.bin/.arpa).
+        unigrams: Its word list, or None for an .arpa (whose 1-grams are read instead).
+        alpha: Tuned LM weight, or None (the decoder's default applies).
+        beta: Tuned word insertion bonus, or None.
+    """
+
+    kenlm: Path
+    unigrams: Path | None = None
+    alpha: float | None = None
+    beta: float | None = None
+
+    @classmethod
+    def for_file(cls, path: str | os.PathLike[str], alpha: float | None = None,
+                 beta: float | None = None) -> "LmBundle":
+        """A KenLM file with the word list beside it (``<stem>.unigrams.txt`` or ``unigrams.txt``), if any.
+
+        Raises:
+            ConfigError: No file at ``path``.
+        """
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"lm: expected a KenLM .binary/.arpa file, found nothing at {p}")
+        for cand in (unigrams_file_for(p), p.parent / "unigrams.txt"):
+            if cand.is_file():
+                return cls(p, cand, alpha, beta)
+        return cls(p, None, alpha, beta)
+
+    @classmethod
+    def from_model_folder(cls, folder: str | os.PathLike[str]) -> "LmBundle | None":
+        """The bundle in ``<folder>/lm/``, or None when the model ships no language model.
+
+        Raises:
+            ConfigError: ``attrs.json`` is not a JSON object with numeric alpha/beta.
+        """
+        d = Path(folder) / LM_FOLDER
+        if not d.is_dir():
+            return None
+        cands = [p for suffix in LM_SUFFIXES for p in sorted(d.glob(f"*{suffix}"))]
+        if not cands:
+            return None
+        attrs: dict[str, Any] = {}
+        if (d / ATTRS_FILE).is_file():
+            try:
+                attrs = json.loads((d / ATTRS_FILE).read_text())
+            except (OSError, ValueError) as err:
+                raise ConfigError(f"lm: expected {d / ATTRS_FILE} to hold JSON, found unreadable text ({err})") from None
+            if not isinstance(attrs, dict):
+                raise ConfigError(f"lm: expected {d / ATTRS_FILE} to hold a JSON object, found {type(attrs).__name__}")
+        weights = []
+        for key in ("alpha", "beta"):
+            v = attrs.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise ConfigError(f"lm: expected a number for {key} in {d / ATTRS_FILE}, found {v!r}")
+            weights.append(None if v is None else float(v))
+        return cls.for_file(cands[0], *weights)
+
+    @classmethod
+    def resolve(cls, lm: str | os.PathLike[str] | None, model_folder: str | os.PathLike[str]) -> "LmBundle | None":
+        """What a recognizer's ``lm`` argument names: ``"auto"`` (the model's ``lm/``, if any), a file, or None."""
+        if lm is None:
+            return None
+        if isinstance(lm, str) and lm == "auto":
+            return cls.from_model_folder(model_folder)
+        return cls.for_file(lm)
+
+    def save(self, model_folder: str | os.PathLike[str], **attrs: Any) -> "LmBundle":
+        """Copies the bundle into ``<model_folder>/lm/`` (with ``attrs.json``) and returns the copy.
+
+        Args:
+            model_folder: The model folder.
+            **attrs: More JSON-ready facts to record in ``attrs.json`` (order, pruning, dev WER, ...).
+        """
+        d = Path(model_folder) / LM_FOLDER
+        d.mkdir(parents=True, exist_ok=True)
+        kenlm = d / f"lm{self.kenlm.suffix}"
+        if self.kenlm.resolve() != kenlm.resolve():
+            shutil.copyfile(self.kenlm, kenlm)
+        unigrams = None
+        if self.unigrams is not None:
+            unigrams = unigrams_file_for(kenlm)
+            if self.unigrams.resolve() != unigrams.resolve():
+                shutil.copyfile(self.unigrams, unigrams)
+        record = {**attrs, **{k: v for k, v in (("alpha", self.alpha), ("beta", self.beta)) if v is not None}}
+        (d / ATTRS_FILE).write_text(json.dumps(record, indent=1) + "\n")
+        return replace(self, kenlm=kenlm, unigrams=unigrams)
+
+    def decoder_config(self, base: Any) -> Any:
+        """``base`` (a `DecoderConfig`) decoding with this LM; its own alpha/beta win over the tuned ones."""
+        return replace(base, lm_path=str(self.kenlm), unigrams_path=None if self.unigrams is None else str(self.unigrams),
+                       alpha=base.alpha if base.alpha is not None else self.alpha,
+                       beta=base.beta if base.beta is not None else self.beta)
+
+    def words(self) -> list[str]:
+        """The LM's vocabulary: the word list, or the 1-grams of an .arpa.
+
+        Raises:
+            ConfigError: A binary LM without its word list.
+        """
+        from streamer.decoding.lm import load_unigrams
+
+        if self.unigrams is not None:
+            return load_unigrams(self.unigrams)
+        if self.kenlm.suffix == ".arpa":
+            return load_unigrams(self.kenlm)
+        raise ConfigError(
+            f"decoder.unigrams_path: a binary LM needs its word list; expected {unigrams_file_for(self.kenlm)} "
+            "(written by 'streamer lm build'), found none. Pass unigrams_path or rebuild the LM.")
+
+    def language_model(self, alpha: float, beta: float, unk_score_offset: float, score_boundary: bool) -> Any:
+        """Loads KenLM and the words into pyctcdecode's ``LanguageModel`` (the beam search's scorer).
+
+        Raises:
+            ConfigError: Missing word list, or a file KenLM cannot read.
+            MissingDependencyError: kenlm or pyctcdecode is not installed.
+        """
+        unigrams = self.words()
+        try:
+            import kenlm  # noqa: F401  (pyctcdecode's LanguageModel uses it)
+        except ImportError as err:
+            raise missing_dependency("kenlm", "lm", "Language-model decoding") from err
+        from pyctcdecode.language_model import LanguageModel
+
+        try:
+            model = kenlm.Model(str(self.kenlm))
+        except (OSError, RuntimeError) as err:
+            raise ConfigError(f"decoder.lm_path: expected a KenLM model, found a file KenLM cannot read ({err})") from err
+        return LanguageModel(model, unigrams, alpha=alpha, beta=beta, unk_score_offset=unk_score_offset,
+                             score_boundary=score_boundary)
