@@ -4,14 +4,30 @@ Files are read with soundfile (wav, flac, ogg/vorbis, opus, mp3, aiff, ...). For
 not read (m4a, aac, mp4, wma, webm, ...) are decoded by ffmpeg when it is installed. Any sample rate is
 resampled with soxr; any channel count is averaged to mono; integer samples are scaled to [-1, 1].
 
-Every failure raises `AudioError` with one line naming the input and what is wrong with it.
+Every failure raises `AudioError` with one line naming the input and what is wrong with it. Besides
+unreadable inputs, three kinds of damage are refused rather than transcribed in part:
+
+* a **truncated** file: a WAV whose data chunk declares more bytes than the file holds, or a file whose
+  header declares more frames than can be decoded (mp3 Xing/Info, FLAC, ...), by more than
+  `TRUNCATION_TOLERANCE_SECONDS`;
+* a file **ffmpeg** decodes with errors (corrupt or cut-off m4a/aac/...), exits non-zero on, or
+  stalls on for `FFMPEG_STALL_SECONDS` (it is then killed);
+* samples that are NaN, infinite, or beyond ±`MAX_ABS_SAMPLE` (corrupt float data: the encoder's
+  float32 arithmetic would overflow on them).
+
+The error is raised when the damage is found: for a header that promises more than the file holds,
+before decoding; for damage found while decoding, after the blocks before it were yielded.
 """
 
 from __future__ import annotations
 
+import collections
 import os
+import re
+import selectors
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -25,6 +41,23 @@ from streamer.errors import AudioError
 FFMPEG_ONLY = (".m4a", ".aac", ".mp4", ".m4b", ".wma", ".webm", ".mkv", ".amr", ".3gp")
 #: Default block length of `iter_audio`, in seconds.
 BLOCK_SECONDS = 10.0
+#: Largest accepted sample magnitude (float samples are nominally in [-1, 1]). 2^31 admits float files
+#: written at 32-bit integer scale; larger values are corrupt data and would overflow the encoder's
+#: float32 arithmetic (the bundled model turns 1e30 into NaN logits).
+MAX_ABS_SAMPLE = float(2**31)
+#: Lowest and highest sample rates accepted, in Hz.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 768_000
+#: Seconds ffmpeg may go without writing anything before it is considered stalled and killed.
+FFMPEG_STALL_SECONDS = 60.0
+#: Shortfall of decoded audio against the header's frame count tolerated as codec padding, in seconds
+#: (mp3 files without a Xing header only carry an estimate, off by the encoder delay and padding).
+TRUNCATION_TOLERANCE_SECONDS = 0.1
+#: Lines of ffmpeg's stderr kept for error messages (the rest is read and counted, never buffered).
+_STDERR_LINES = 4
+#: A WAV data-chunk size this large (the 2/4-GiB placeholders of streamed WAVs) means "unknown length".
+_WAV_UNKNOWN_LENGTH = 0x7FFF0000
+_FFMPEG_CONTEXT = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\] ")  # "[aac @ 0x55d5...] " before a message
+_WAV_DATA_LOG = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -39,6 +72,8 @@ class AudioInfo:
     """Seconds (from the header; ffmpeg-decoded files report -1 when unknown)."""
     decoder: str
     """``soundfile`` or ``ffmpeg``."""
+    frames: int = -1
+    """Frames at the native rate that the header declares (-1 when unknown)."""
 
 
 def _check_path(path: Path) -> None:
@@ -46,6 +81,8 @@ def _check_path(path: Path) -> None:
         raise AudioError(f"{path}: no such file")
     if path.is_dir():
         raise AudioError(f"{path}: is a directory, expected an audio file")
+    if not path.is_file():
+        raise AudioError(f"{path}: expected a regular audio file, found a device, pipe or socket")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
 
@@ -54,10 +91,49 @@ def _ffmpeg() -> str | None:
     return shutil.which("ffmpeg")
 
 
-def _check_finite(block: np.ndarray, name: str) -> None:
+def check_samples(block: np.ndarray, name: str) -> None:
+    """Refuses NaN, infinite, or out-of-range samples (beyond ±`MAX_ABS_SAMPLE`).
+
+    Args:
+        block: (N,) float32 samples.
+        name: How the error refers to the input.
+
+    Raises:
+        AudioError: Naming how many samples are bad and the largest magnitude found.
+    """
+    if block.size == 0:
+        return
     bad = ~np.isfinite(block)
     if bad.any():
-        raise AudioError(f"{name}: {int(bad.sum())} samples are NaN or infinite")
+        raise AudioError(f"{name}: expected finite samples, found {int(bad.sum())} NaN or infinite")
+    peak = float(np.abs(block).max())
+    if peak > MAX_ABS_SAMPLE:
+        count = int((np.abs(block) > MAX_ABS_SAMPLE).sum())
+        raise AudioError(f"{name}: expected samples within ±{MAX_ABS_SAMPLE:.3g} (nominally ±1), found {count} "
+                         f"up to {peak:.3g}; the data is corrupt")
+
+
+def check_sample_rate(sample_rate: object, name: str = "sample_rate") -> int:
+    """Validates a sample rate given by a caller.
+
+    Args:
+        sample_rate: Rate in Hz: an integer (or an integral float) in
+            [`MIN_SAMPLE_RATE`, `MAX_SAMPLE_RATE`].
+        name: How the error refers to it.
+
+    Returns:
+        The rate as an int.
+
+    Raises:
+        AudioError: Not a number, not integral, or out of range.
+    """
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.integer, np.floating)):
+        raise AudioError(f"{name}: expected an integer in Hz, found {type(sample_rate).__name__} {sample_rate!r}")
+    rate = float(sample_rate)
+    if not rate.is_integer() or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{name}: expected an integer from {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz, "
+                         f"found {sample_rate!r}")
+    return int(rate)
 
 
 def to_mono_float(samples: np.ndarray) -> np.ndarray:
@@ -94,12 +170,14 @@ def prepare_array(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, name: str
 
     Args:
         samples: (N,) or (N, C) samples; a (C, N) array with C <= 8 < N is also accepted.
-        sample_rate: Its rate in Hz.
+        sample_rate: Its rate in Hz (see `check_sample_rate`).
         name: How errors refer to it.
 
     Raises:
-        AudioError: No samples, non-finite samples, or an unsupported dtype/shape.
+        AudioError: No samples, bad samples (see `check_samples`), a bad rate, or an unsupported
+            dtype/shape.
     """
+    rate = check_sample_rate(sample_rate)
     x = np.asarray(samples)
     if hasattr(samples, "detach"):  # a torch tensor
         x = samples.detach().cpu().numpy()
@@ -108,15 +186,101 @@ def prepare_array(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, name: str
     if x.size == 0:
         raise AudioError(f"{name}: holds no samples")
     x = to_mono_float(x)
-    _check_finite(x, name)
-    return resample(x, int(sample_rate))
+    check_samples(x, name)
+    return resample(x, rate)
+
+
+def _wav_truncation(path: Path, extra_info: str) -> str | None:
+    """libsndfile's log of a WAV whose data chunk declares more bytes than the file holds."""
+    m = _WAV_DATA_LOG.search(extra_info)
+    if m is None:
+        return None
+    declared, present = int(m.group(1)), int(m.group(2))
+    if declared <= present or declared >= _WAV_UNKNOWN_LENGTH:
+        return None
+    return f"{path}: truncated: the header declares {declared} bytes of audio data, the file holds {present}"
+
+
+def _ffmpeg_blocks(path: Path, block_bytes: int, limit_seconds: float | None = None) -> Iterator[bytes]:
+    """Runs ffmpeg on a file and yields its 16-kHz mono float32 output in ``block_bytes`` pieces.
+
+    Both pipes are read in one loop, so ffmpeg never blocks on a full stderr pipe; its stderr is
+    counted and its last lines kept. A decoder that writes nothing for `FFMPEG_STALL_SECONDS` is
+    killed, and so is one left running when the caller stops early.
+
+    Raises:
+        AudioError: ffmpeg is missing, stalls, exits non-zero, or reports decoding errors.
+    """
+    ff = _ffmpeg()
+    if ff is None:
+        raise AudioError(f"{path}: reading {path.suffix or 'this file'} needs ffmpeg (apt-get install ffmpeg)")
+    cmd = [ff, "-nostdin", "-v", "error", "-i", str(path)]
+    if limit_seconds is not None:
+        cmd += ["-t", f"{limit_seconds:g}"]
+    cmd += ["-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "-"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None  # both are PIPE above
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ, "out")
+    sel.register(proc.stderr, selectors.EVENT_READ, "err")
+    pending = bytearray()
+    err_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
+    err_partial = b""
+    err_lines = 0
+    decoded = 0
+    try:
+        last_output = time.monotonic()
+        while sel.get_map():
+            events = sel.select(timeout=1.0)
+            if not events and time.monotonic() - last_output > FFMPEG_STALL_SECONDS:
+                raise AudioError(f"{path}: ffmpeg wrote nothing for {FFMPEG_STALL_SECONDS:g} s after "
+                                 f"{decoded / 4 / SAMPLE_RATE:.2f} s of audio; stopped it (stalled decoder)")
+            for key, _ in events:
+                data = os.read(key.fd, 1 << 16)
+                if not data:
+                    sel.unregister(key.fileobj)
+                    continue
+                last_output = time.monotonic()
+                if key.data == "err":
+                    lines = (err_partial + data).split(b"\n")
+                    err_partial = lines.pop()
+                    for line in lines:
+                        if line.strip():
+                            err_lines += 1
+                            err_tail.append(_FFMPEG_CONTEXT.sub("", line.decode(errors="replace").strip()))
+                    continue
+                pending += data
+                decoded += len(data)
+                while len(pending) >= block_bytes:
+                    yield bytes(pending[:block_bytes])
+                    del pending[:block_bytes]
+                    last_output = time.monotonic()  # the caller's time with the block is not a stall
+        if err_partial.strip():
+            err_lines += 1
+            err_tail.append(_FFMPEG_CONTEXT.sub("", err_partial.decode(errors="replace").strip()))
+        code = proc.wait()
+        if code != 0 or err_lines:
+            status = f", exit code {code}" if code != 0 else ""
+            last = err_tail[-1] if err_tail else "no message"
+            raise AudioError(f"{path}: damaged or truncated: ffmpeg reported {err_lines} decoding error(s){status} "
+                             f"after {decoded / 4 / SAMPLE_RATE:.2f} s of audio (last: {last})")
+        if pending:
+            yield bytes(pending)
+    finally:
+        sel.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
 
 
 def probe(path: str | os.PathLike[str]) -> AudioInfo:
     """Reads a file's header (and checks it can be decoded).
 
     Raises:
-        AudioError: Missing, a directory, empty, or not a decodable audio file.
+        AudioError: Missing, a directory, empty, truncated (a WAV data chunk longer than the file), or
+            not a decodable audio file.
     """
     p = Path(path)
     _check_path(p)
@@ -126,22 +290,26 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
             info = sf.info(str(p))
             if info.frames == 0:
                 raise AudioError(f"{p}: holds no audio samples")
-            return AudioInfo(p, int(info.samplerate), int(info.channels), float(info.duration), "soundfile")
+            cut = _wav_truncation(p, info.extra_info)
+            if cut:
+                raise AudioError(cut)
+            return AudioInfo(p, int(info.samplerate), int(info.channels), float(info.duration), "soundfile",
+                             int(info.frames))
         except AudioError:
             raise
         except Exception as err:  # libsndfile raises its own error types for unreadable files
             sf_error = str(err).splitlines()[0] if str(err) else type(err).__name__
     else:
         sf_error = f"{p.suffix} is not readable by libsndfile"
-    ff = _ffmpeg()
-    if ff is None:
+    if _ffmpeg() is None:
         hint = " (install ffmpeg to read it: apt-get install ffmpeg)" if p.suffix.lower() in FFMPEG_ONLY else ""
         raise AudioError(f"{p}: not a readable audio file ({sf_error}){hint}")
-    probe_cmd = [ff, "-nostdin", "-v", "error", "-i", str(p), "-t", "0.1", "-f", "f32le", "-ac", "1", "-ar", str(SAMPLE_RATE), "-"]
-    res = subprocess.run(probe_cmd, capture_output=True)
-    if res.returncode != 0 or len(res.stdout) == 0:
-        msg = res.stderr.decode(errors="replace").strip().splitlines()
-        raise AudioError(f"{p}: not a readable audio file ({sf_error}; ffmpeg: {msg[-1] if msg else 'no audio decoded'})")
+    try:
+        head = b"".join(_ffmpeg_blocks(p, 1 << 16, limit_seconds=0.1))
+    except AudioError as err:
+        raise AudioError(f"{p}: not a readable audio file ({sf_error}; {str(err).removeprefix(f'{p}: ')})") from None
+    if not head:
+        raise AudioError(f"{p}: not a readable audio file ({sf_error}; ffmpeg: no audio decoded)")
     return AudioInfo(p, SAMPLE_RATE, 1, -1.0, "ffmpeg")
 
 
@@ -153,7 +321,9 @@ def iter_audio(path: str | os.PathLike[str], block_seconds: float = BLOCK_SECOND
         block_seconds: Approximate block length (the last block is shorter).
 
     Raises:
-        AudioError: The file cannot be decoded, holds no samples, or holds NaN/inf samples.
+        AudioError: The file cannot be decoded, holds no samples, holds bad samples (see
+            `check_samples`), or is damaged or truncated (see the module docstring). Damage found
+            while decoding is raised after the blocks decoded before it.
     """
     info = probe(path)
     name = str(info.path)
@@ -164,13 +334,15 @@ def iter_audio(path: str | os.PathLike[str], block_seconds: float = BLOCK_SECOND
         stream = None if info.sample_rate == SAMPLE_RATE else soxr.ResampleStream(
             info.sample_rate, SAMPLE_RATE, 1, dtype="float32")
         block = max(1, int(block_seconds * info.sample_rate))
+        native = 0
         try:
             with sf.SoundFile(name) as f:
                 while True:
                     raw = f.read(block, dtype="float32", always_2d=True)
+                    native += len(raw)
                     last = len(raw) < block
                     x = to_mono_float(raw)
-                    _check_finite(x, name)
+                    check_samples(x, name)
                     if stream is not None:
                         x = stream.resample_chunk(x, last=last)
                     if len(x):
@@ -182,26 +354,17 @@ def iter_audio(path: str | os.PathLike[str], block_seconds: float = BLOCK_SECOND
             raise
         except Exception as err:
             raise AudioError(f"{name}: decoding failed after {total / SAMPLE_RATE:.2f} s ({err})") from None
+        missing = info.frames - native
+        if native and missing > TRUNCATION_TOLERANCE_SECONDS * info.sample_rate:
+            raise AudioError(f"{name}: truncated: the header declares {info.frames / info.sample_rate:.2f} s, "
+                             f"only {native / info.sample_rate:.2f} s could be decoded")
     else:
-        cmd = [_ffmpeg() or "ffmpeg", "-nostdin", "-v", "error", "-i", name, "-f", "f32le", "-ac", "1",
-               "-ar", str(SAMPLE_RATE), "-"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         nbytes = int(block_seconds * SAMPLE_RATE) * 4
-        out = proc.stdout
-        if out is None:
-            raise AudioError(f"{name}: ffmpeg gave no output stream")
-        try:
-            while True:
-                data = out.read(nbytes)
-                if not data:
-                    break
-                x = np.frombuffer(data[: len(data) // 4 * 4], dtype="<f4").astype(np.float32)
-                _check_finite(x, name)
-                total += len(x)
-                yield x
-        finally:
-            out.close()
-            proc.wait()
+        for data in _ffmpeg_blocks(info.path, nbytes):
+            x = np.frombuffer(data[: len(data) // 4 * 4], dtype="<f4").astype(np.float32)
+            check_samples(x, name)
+            total += len(x)
+            yield x
     if total == 0:
         raise AudioError(f"{name}: holds no audio samples")
 
