@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -14,6 +15,35 @@ ACTIVATIONS = ("gelu", "relu", "gelu_new", "gelu_pytorch_tanh", "silu", "swish")
 #: Normalizations of the conv feature extractor: ``layer`` (XLSR-53, every conv layer has a
 #: LayerNorm over channels) and ``group`` (wav2vec2-base: a GroupNorm over time on the first layer).
 FEATURE_NORMS = ("layer", "group")
+
+#: Inclusive bounds of every integer field of `EncoderConfig`, checked before any tensor is allocated.
+#: Generous against released checkpoints (XLS-R 2B: width 1920, 48 layers, 7680-wide feed-forward).
+BOUNDS: dict[str, tuple[int, int]] = {
+    "conv_dim": (1, 8192),            # channels of one conv layer
+    "conv_kernel": (1, 1024),         # input steps
+    "conv_stride": (1, 64),           # input steps
+    "hidden_size": (1, 16384),        # transformer width D
+    "num_layers": (1, 256),
+    "num_heads": (1, 1024),
+    "intermediate_size": (1, 65536),  # feed-forward width
+    "pos_conv_kernel": (1, 4096),     # frames
+    "pos_conv_groups": (1, 16384),
+    "vocab_size": (2, 1_000_000),     # blank + at least one token
+}
+#: Most conv feature-extractor layers accepted.
+MAX_CONV_LAYERS = 32
+#: Most parameters a config may describe (4e9 float32 parameters = 16 GB; XLS-R 2B has 2.2e9).
+MAX_PARAMETERS = 4_000_000_000
+
+
+def _integer(name: str, value: object, lo: int, hi: int) -> int:
+    """``value`` as an int in [lo, hi], or a `ConfigError` naming the field (JSON floats such as 1e9 and
+    booleans are refused: a dimension is written as an integer)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name}: expected an integer in [{lo}, {hi}], found {type(value).__name__} {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}: expected an integer in [{lo}, {hi}], found {value}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -62,21 +92,30 @@ class EncoderConfig:
     """Output classes of the CTC head, blank included."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "conv_dim", tuple(int(v) for v in self.conv_dim))
-        object.__setattr__(self, "conv_kernel", tuple(int(v) for v in self.conv_kernel))
-        object.__setattr__(self, "conv_stride", tuple(int(v) for v in self.conv_stride))
+        # Types and bounds first, so that no caller allocates tensors for an absurd or mistyped shape.
+        for name in ("conv_dim", "conv_kernel", "conv_stride"):
+            values = getattr(self, name)
+            if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)):
+                raise ConfigError(f"{name}: expected a list of integers, found {type(values).__name__} {values!r}")
+            object.__setattr__(self, name, tuple(_integer(f"{name}[{i}]", v, *BOUNDS[name])
+                                                 for i, v in enumerate(values)))
+        for name, (lo, hi) in BOUNDS.items():
+            if not name.startswith("conv_"):
+                _integer(name, getattr(self, name), lo, hi)
+        for name in ("conv_bias", "pos_conv_causal", "stable_layer_norm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}: expected true or false, found {getattr(self, name)!r}")
+        eps = self.layer_norm_eps
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+            raise ConfigError(f"layer_norm_eps: expected a number in (0, 1), found {eps!r}")
         n = len(self.conv_dim)
-        if n == 0:
-            raise ConfigError("conv_dim: expected at least one conv layer, found none")
+        if not 1 <= n <= MAX_CONV_LAYERS:
+            raise ConfigError(f"conv_dim: expected 1 to {MAX_CONV_LAYERS} conv layers, found {n}")
         if len(self.conv_kernel) != n or len(self.conv_stride) != n:
             raise ConfigError(
                 "conv_dim, conv_kernel and conv_stride: expected the same length, found "
                 f"{n}, {len(self.conv_kernel)} and {len(self.conv_stride)}"
             )
-        for name in ("conv_dim", "conv_kernel", "conv_stride"):
-            values = getattr(self, name)
-            if any(v < 1 for v in values):
-                raise ConfigError(f"{name}: expected positive integers, found {values}")
         if self.feat_extract_norm not in FEATURE_NORMS:
             raise ConfigError(
                 f"feat_extract_norm: expected one of {FEATURE_NORMS}, found {self.feat_extract_norm!r}"
@@ -84,10 +123,6 @@ class EncoderConfig:
         for name in ("feat_extract_activation", "hidden_act"):
             if getattr(self, name) not in ACTIVATIONS:
                 raise ConfigError(f"{name}: expected one of {ACTIVATIONS}, found {getattr(self, name)!r}")
-        for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "vocab_size",
-                     "pos_conv_kernel", "pos_conv_groups"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name}: expected a positive integer, found {getattr(self, name)}")
         if self.hidden_size % self.num_heads:
             raise ConfigError(
                 f"hidden_size / num_heads: expected hidden_size divisible by num_heads, found "
@@ -98,10 +133,21 @@ class EncoderConfig:
                 f"pos_conv_groups: expected a divisor of hidden_size={self.hidden_size}, "
                 f"found {self.pos_conv_groups}"
             )
-        if self.vocab_size < 2:
-            raise ConfigError(f"vocab_size: expected at least 2 (blank + one token), found {self.vocab_size}")
-        if not self.layer_norm_eps > 0:
-            raise ConfigError(f"layer_norm_eps: expected > 0, found {self.layer_norm_eps}")
+        if self.approx_parameters() > MAX_PARAMETERS:
+            raise ConfigError(f"encoder config: expected at most {MAX_PARAMETERS:.2g} parameters, these dimensions "
+                              f"make about {self.approx_parameters():.3g}")
+
+    def approx_parameters(self) -> int:
+        """Parameters of the model these dimensions describe (weights and biases of the convs, linear
+        layers and CTC head; norm weights and a few bias vectors are left out: within 1 % for real model sizes)."""
+        d, i = self.hidden_size, self.intermediate_size
+        conv, prev = 0, 1
+        for c, k in zip(self.conv_dim, self.conv_kernel):
+            conv += c * prev * k + c
+            prev = c
+        pos = d * (d // self.pos_conv_groups) * self.pos_conv_kernel
+        layer = 4 * d * d + 2 * d * i
+        return conv + prev * d + pos + self.num_layers * layer + d * self.vocab_size
 
     @property
     def hop_samples(self) -> int:
