@@ -47,6 +47,8 @@ DEFAULT_MODEL = "demo-en"
 _HUB_FILES = ["config.json", "model.safetensors", "pytorch_model.bin", "vocab.json", "tokenizer_config.json",
               "preprocessor_config.json",
               "special_tokens_map.json", "added_tokens.json", "lm/*", "README.md"]
+#: Fewest bytes a stored parameter takes (float16/bfloat16); a smaller weight file cannot hold the model.
+MIN_BYTES_PER_PARAMETER = 2
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -159,20 +161,72 @@ def load_checkpoint(source: str | os.PathLike[str] = DEFAULT_MODEL, revision: st
         f"architectures={config.get('architectures')!r})")
 
 
+def _section(config: Mapping[str, Any], name: str, folder: Path, required: bool = True) -> Mapping[str, Any]:
+    """One object-valued section of a streamer config.json."""
+    if name not in config and not required:
+        return {}
+    value = config.get(name)
+    if not isinstance(value, Mapping):
+        found = "no such section" if name not in config else f"{type(value).__name__} {str(value)[:40]!r}"
+        raise CheckpointError(f"model: config.json in {folder}: expected section {name!r} to be a JSON object, found {found}")
+    return value
+
+
+def _check_vocabulary_fields(data: Mapping[str, Any], folder: Path) -> None:
+    """Types of the vocabulary section's fields (their values are checked by `Vocabulary`)."""
+    def bad(field_name: str, expected: str) -> CheckpointError:
+        value = data.get(field_name)
+        return CheckpointError(f"model: config.json in {folder}: vocabulary.{field_name}: expected {expected}, "
+                               f"found {type(value).__name__} {str(value)[:40]!r}")
+
+    tokens = data.get("tokens")
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise bad("tokens", "a list of strings")
+    for name, optional in (("blank_id", False), ("unk_id", True)):
+        value = data.get(name)
+        if not (optional and value is None) and (isinstance(value, bool) or not isinstance(value, int)):
+            raise bad(name, "an integer index" + (" or null" if optional else ""))
+    specials = data.get("special_ids", [])
+    if not isinstance(specials, list) or any(isinstance(i, bool) or not isinstance(i, int) for i in specials):
+        raise bad("special_ids", "a list of integer indices")
+    if not isinstance(data.get("word_delimiter", "|"), str):
+        raise bad("word_delimiter", "a string")
+
+
+def _check_weights_fit(folder: Path, enc: EncoderConfig) -> None:
+    """Refuses a config whose model would not fit its weight file, before the model is allocated.
+
+    Weights are stored at 2 bytes per parameter or more (float16/bfloat16/float32), so a weight
+    file smaller than that means a config that describes another (larger) model.
+    """
+    files = [f for f in (folder / "model.safetensors", folder / "pytorch_model.bin") if f.is_file()]
+    if not files:
+        return  # read_weights names the missing file
+    size = files[0].stat().st_size
+    needed = int(enc.approx_parameters() * MIN_BYTES_PER_PARAMETER * 0.9)
+    if size < needed:
+        raise CheckpointError(
+            f"model: config.json in {folder} describes about {enc.approx_parameters():.3g} parameters "
+            f"(expected at least {needed / 1e6:.1f} MB of weights), found {files[0].name} of {size / 1e6:.1f} MB; "
+            "the config does not belong to these weights")
+
+
 def _load_streamer(folder: Path, config: Mapping[str, Any]) -> Checkpoint:
     version = config.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(f"model: format_version {version!r} in {folder}, this streamer reads {FORMAT_VERSION}")
+    encoder = _section(config, "encoder", folder)
+    vocabulary = _section(config, "vocabulary", folder)
+    _check_vocabulary_fields(vocabulary, folder)
     try:
-        enc = EncoderConfig.from_dict(config["encoder"])
-        vocab = Vocabulary.from_dict(config["vocabulary"])
-        pre = PreprocessConfig.from_dict(config.get("preprocess", {}))
-    except KeyError as err:
-        raise CheckpointError(f"model: config.json in {folder} lacks the {err.args[0]!r} section") from None
+        enc = EncoderConfig.from_dict(encoder)
+        vocab = Vocabulary.from_dict(vocabulary)
+        pre = PreprocessConfig.from_dict(_section(config, "preprocess", folder, required=False))
     except ConfigError as err:
         raise CheckpointError(f"model: config.json in {folder}: {err}") from None
     if len(vocab) != enc.vocab_size:
         raise CheckpointError(f"model: vocabulary has {len(vocab)} tokens, encoder.vocab_size is {enc.vocab_size}")
+    _check_weights_fit(folder, enc)
     model = Wav2Vec2CTC(enc)
     state = read_weights(folder)
     expected = model.state_dict()
@@ -185,7 +239,8 @@ def _load_streamer(folder: Path, config: Mapping[str, Any]) -> Checkpoint:
     if bad:
         raise CheckpointError(f"model: shape mismatches in {folder}: {bad[:3]}")
     model.load_state_dict({k: v.float() for k, v in state.items()})
-    return Checkpoint(model.eval(), vocab, folder, FORMAT, dict(config.get("metadata", {})), pre)
+    metadata = config.get("metadata", {})
+    return Checkpoint(model.eval(), vocab, folder, FORMAT, dict(metadata) if isinstance(metadata, Mapping) else {}, pre)
 
 
 def _hf_tokenizer_config(folder: Path) -> dict[str, Any]:
@@ -207,8 +262,9 @@ def _load_huggingface(folder: Path, config: Mapping[str, Any]) -> Checkpoint:
         vocab = vocabulary_from_hf(_read_json(folder / "vocab.json"), _hf_tokenizer_config(folder), config)
         pre_file = folder / "preprocessor_config.json"
         pre = PreprocessConfig.from_hf(_read_json(pre_file) if pre_file.is_file() else {})
-    except ConfigError as err:
+    except (ConfigError, TypeError, ValueError) as err:  # int("abc") and friends in hand-edited configs
         raise CheckpointError(f"model: unsupported Hugging Face checkpoint in {folder}: {err}") from None
+    _check_weights_fit(folder, enc)
     model = Wav2Vec2CTC(enc)
     state = convert_state_dict(read_weights(folder), model.state_dict(), require_head=True)
     result = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
@@ -241,7 +297,11 @@ def load_pretrained_encoder(source: str | os.PathLike[str], vocab: Vocabulary, r
         loaded = _load_streamer(folder, config)
         enc, state, source_vocab = loaded.config, dict(loaded.model.state_dict()), loaded.vocab
     elif is_huggingface_config(config):
-        enc = encoder_config_from_hf(config)
+        try:
+            enc = encoder_config_from_hf(config)
+        except ConfigError as err:
+            raise CheckpointError(f"model: unsupported Hugging Face checkpoint in {folder}: {err}") from None
+        _check_weights_fit(folder, enc)
         probe = Wav2Vec2CTC(enc)
         state = convert_state_dict(read_weights(folder), probe.state_dict(), require_head=False)
         if "ctc_head.weight" in state and (folder / "vocab.json").is_file():
