@@ -23,6 +23,10 @@ class AudioError(StreamerError):
     """An audio input cannot be read or holds no usable samples."""
 
 
+class OutputError(StreamerError):
+    """A transcript cannot be written: its folder or file is unusable, or it would overwrite a file."""
+
+
 class MissingDependencyError(StreamerError, ImportError):
     """An optional dependency is not installed; the message holds the install command."""
 
