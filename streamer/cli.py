@@ -63,11 +63,12 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
     from streamer.audio import probe
     from streamer.formats import render
+    from streamer.output import check_target, plan_outputs, prepare_output_dir, write_atomic
 
+    # Output folder and names first: a folder that cannot be used fails before the model loads.
+    out_dir = prepare_output_dir(args.output_dir) if args.output_dir else None
+    targets = plan_outputs(args.files, out_dir, args.format) if out_dir else [None] * len(args.files)
     rec = _recognizer(args, stream_files=args.streaming is not None)
-    out_dir = Path(args.output_dir) if args.output_dir else None
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
     durations = {}
     for f in args.files:
         try:
@@ -79,8 +80,15 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     bar = tqdm(total=round(total, 1), unit="s", desc="transcribe", disable=not show, file=sys.stderr,
                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]")
     failed, audio_s, t0 = 0, 0.0, time.perf_counter()
-    for f in args.files:
+    for f, dest in zip(args.files, targets):
         done_before = bar.n
+        if dest is not None:
+            try:
+                check_target(dest, args.overwrite)  # refused before the work, not after
+            except StreamerError as err:
+                failed += 1
+                bar.write(f"error: {err}", file=sys.stderr)
+                continue
 
         def progress(s: float, base: float = done_before) -> None:
             bar.n = round(min(base + s, bar.total), 1)
@@ -103,8 +111,11 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             else:
                 bar.write(text.rstrip("\n"))
         else:
-            dest = out_dir / f"{Path(f).stem}.{args.format}"
-            dest.write_text(text, encoding="utf-8")
+            try:
+                write_atomic(dest, text, overwrite=args.overwrite)
+            except StreamerError as err:
+                failed += 1
+                bar.write(f"error: {err}", file=sys.stderr)
     bar.close()
     sys.stdout.flush()  # results before the summary, also when stdout is a pipe
     elapsed = time.perf_counter() - t0
@@ -152,9 +163,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     import time
 
     from streamer.checkpoint import load_checkpoint
-    from streamer.export.executorch import ExportConfig, export_streaming
+    from streamer.export.executorch import ExportConfig, check_output_path, export_streaming
     from streamer.streaming import StreamingConfig
 
+    check_output_path(args.output)  # before loading and exporting (tens of seconds)
     ck = load_checkpoint(args.model)
     cfg = ExportConfig(StreamingConfig.from_seconds(args.streaming, args.chunk, args.left, args.right), args.quantize)
     t = time.perf_counter()
@@ -180,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("files", nargs="+", metavar="FILE")
     t.add_argument("--format", default="txt", choices=["txt", "json", "srt", "vtt"])
     t.add_argument("--output-dir", metavar="DIR", help="write <name>.<format> files here (default: stdout)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace existing output files (default: report them as errors and leave them as they are)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
     _add_model_options(t)

@@ -95,6 +95,37 @@ def _quantize(module: nn.Module, example: tuple[Tensor, ...]) -> nn.Module:
     return convert_pt2e(prepared)
 
 
+def check_output_path(out: str | os.PathLike[str]) -> Path:
+    """Checks that the program and its sidecar can be written, before any export work.
+
+    Creates the parent folder if needed and a temporary file in it (removed at once), so a read-only,
+    missing or special location fails in milliseconds instead of after the export.
+
+    Returns:
+        ``out`` as a path.
+
+    Raises:
+        ConfigError: The path or its sidecar is a folder, or the folder cannot be created or written.
+    """
+    import tempfile
+
+    path = Path(out)
+    for target in (path, path.with_suffix(".json")):
+        if target.is_dir():
+            raise ConfigError(f"output: expected a file path for the program, found a folder: {target}")
+    folder = next((p for p in path.parents if p.exists()), None)
+    if folder is not None and not folder.is_dir():
+        raise ConfigError(f"output: cannot write {path}: {folder} is a file, expected a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as err:
+        raise ConfigError(f"output: cannot write {path} ({err.strerror or type(err).__name__} in "
+                          f"{path.parent}); choose a writable folder") from None
+    return path
+
+
 def export_streaming(checkpoint: Checkpoint, config: ExportConfig, out: str | os.PathLike[str]) -> Path:
     """Exports the streaming step of a model to an ExecuTorch ``.pte`` (and its ``.json`` sidecar).
 
@@ -107,6 +138,7 @@ def export_streaming(checkpoint: Checkpoint, config: ExportConfig, out: str | os
         The path of the written program.
     """
     _require_executorch()
+    path = check_output_path(out)
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
@@ -121,8 +153,6 @@ def export_streaming(checkpoint: Checkpoint, config: ExportConfig, out: str | os
                  "left_frames": sc.left_frames, "right_frames": sc.right_frames, "vocab_size": len(vocab),
                  "blank_id": vocab.blank_id}
     lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], constant_methods=constants)
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
         lowered.to_executorch().write_to_file(f)
     state = encoder.init_state(1)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from streamer.constants import SAMPLE_RATE
-from streamer.errors import ConfigError
+from streamer.errors import AudioError, ConfigError
 from streamer.text import normalize_text
 from streamer.vocab import Vocabulary
 
@@ -50,48 +50,58 @@ def read_manifest(manifest: str | Path, max_items: int | None = None) -> list[Ut
     """Reads a manifest (see the module docstring) and normalizes its transcripts.
 
     Raises:
-        ConfigError: A line has no text column, or the file is missing.
+        ConfigError: The manifest is missing, or a line has no text column or names a missing or
+            unreadable audio file (the message names the manifest line).
     """
     manifest = Path(manifest)
     if not manifest.is_file():
         raise ConfigError(f"manifest: expected a TSV file, found nothing at {manifest}")
     with open(manifest, encoding="utf-8", newline="") as f:
         rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    path_col, text_col = 0, 1
+    path_col, text_col, first_line = 0, 1, 1
     if rows and "path" in rows[0] and ("sentence" in rows[0] or "text" in rows[0]):
         header = rows.pop(0)
         path_col = header.index("path")
         text_col = header.index("sentence") if "sentence" in header else header.index("text")
-    rows = [r for r in rows if r and r[0].strip()]
+        first_line = 2
+    numbered = [(n, r) for n, r in enumerate(rows, first_line) if r and r[0].strip()]
+    rows = [r for _, r in numbered]
     lengths = _sidecar_lengths(manifest, len(rows))
     out = []
     for i, row in enumerate(rows):
+        where = f"{manifest}:{numbered[i][0]}"
         if len(row) <= max(path_col, text_col):
-            raise ConfigError(f"{manifest}:{i + 1}: expected 'path<TAB>text', found {row!r}")
+            raise ConfigError(f"{where}: expected 'path<TAB>text', found {row!r}")
         path = Path(row[path_col])
         if not path.is_absolute():
             path = manifest.parent / path
-        if lengths is not None:
+        if lengths is not None:  # the sidecar spares reading every header; a bad file fails when loaded
             duration = lengths[i]
         else:
-            import soundfile as sf
-            duration = sf.info(str(path)).duration
+            duration = _duration(path, where)
         out.append(Utterance(path, normalize_text(row[text_col]), duration))
         if max_items is not None and len(out) >= max_items:
             break
     return out
 
 
-def load_waveform(path: Path) -> np.ndarray:
-    """Reads a training file as float32 mono at 16 kHz (resampling when needed)."""
-    import soundfile as sf
+def _duration(path: Path, where: str) -> float:
+    """Seconds of audio in a manifest's file (decoded when the header does not say)."""
+    from streamer.audio import iter_audio, probe
 
-    wave, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    wave = wave.mean(axis=1)
-    if rate != SAMPLE_RATE:
-        import soxr
-        wave = soxr.resample(wave, rate, SAMPLE_RATE).astype(np.float32)
-    return wave
+    try:
+        info = probe(path)
+        return info.duration if info.duration >= 0 else sum(len(b) for b in iter_audio(path)) / SAMPLE_RATE
+    except AudioError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def load_waveform(path: Path) -> np.ndarray:
+    """Reads a training file as float32 mono at 16 kHz (`streamer.audio.load_audio`: every format, one
+    `AudioError` line for a bad file)."""
+    from streamer.audio import load_audio
+
+    return load_audio(path)
 
 
 def length_batches(durations: Sequence[float], max_batch_seconds: float, rng: random.Random | None,
