@@ -178,16 +178,34 @@ def prepare_array(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, name: str
             dtype/shape.
     """
     rate = check_sample_rate(sample_rate)
-    x = np.asarray(samples)
-    if hasattr(samples, "detach"):  # a torch tensor
-        x = samples.detach().cpu().numpy()
-    if x.ndim == 2 and x.shape[0] <= 8 < x.shape[1]:
-        x = x.T
+    x = read_block(samples, name)
     if x.size == 0:
         raise AudioError(f"{name}: holds no samples")
+    return resample(x, rate)
+
+
+def read_block(samples: object, name: str = "array") -> np.ndarray:
+    """Reads in-memory samples as (N,) float32 mono, as `prepare_array` does, without resampling.
+
+    Args:
+        samples: A numpy array or torch tensor of shape (N,), (N, C), or (C, N) with C <= 8 < N;
+            integer samples are scaled to [-1, 1].
+        name: How errors refer to it.
+
+    Returns:
+        (N,) float32 (empty for an empty input).
+
+    Raises:
+        AudioError: Bad samples (see `check_samples`) or an unsupported dtype/shape.
+    """
+    x = samples.detach().cpu().numpy() if hasattr(samples, "detach") else np.asarray(samples)
+    if x.ndim == 2 and x.shape[0] <= 8 < x.shape[1]:
+        x = x.T
+    if x.size == 0 and x.ndim in (1, 2) and x.dtype.kind in "iuf":
+        return np.zeros(0, dtype=np.float32)
     x = to_mono_float(x)
     check_samples(x, name)
-    return resample(x, rate)
+    return x
 
 
 def _wav_truncation(path: Path, extra_info: str) -> str | None:

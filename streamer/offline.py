@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from streamer.constants import FRAME_SECONDS, HOP_SAMPLES, OFFLINE_CONTEXT_SECONDS, OFFLINE_WINDOW_SECONDS
+from streamer.constants import OFFLINE_CONTEXT_SECONDS, OFFLINE_WINDOW_SECONDS
 from streamer.errors import ConfigError
+from streamer.grid import XLSR_GRID, FrameGrid
 from streamer.model.masks import ChunkAttention
 from streamer.model.model import Wav2Vec2CTC
 from streamer.preprocess import normalize_utterance
@@ -29,9 +30,9 @@ from streamer.preprocess import normalize_utterance
 class WindowConfig:
     """Window and context sizes of offline inference, in 20-ms frames."""
 
-    window_frames: int = round(OFFLINE_WINDOW_SECONDS / FRAME_SECONDS)
+    window_frames: int = XLSR_GRID.frames_in(OFFLINE_WINDOW_SECONDS)
     """Frames per window (1000 = 20 s)."""
-    context_frames: int = round(OFFLINE_CONTEXT_SECONDS / FRAME_SECONDS)
+    context_frames: int = XLSR_GRID.frames_in(OFFLINE_CONTEXT_SECONDS)
     """Frames discarded at each inner window edge (100 = 2 s)."""
 
     def __post_init__(self) -> None:
@@ -44,7 +45,7 @@ class WindowConfig:
     @classmethod
     def from_seconds(cls, window: float, context: float) -> "WindowConfig":
         """Builds a config from seconds (rounded to frames)."""
-        return cls(round(window / FRAME_SECONDS), round(context / FRAME_SECONDS))
+        return cls(XLSR_GRID.frames_in(window), XLSR_GRID.frames_in(context))
 
     @property
     def stride_frames(self) -> int:
@@ -53,8 +54,8 @@ class WindowConfig:
 
     @property
     def window_samples(self) -> int:
-        """Samples a full window spans."""
-        return self.window_frames * HOP_SAMPLES + 80
+        """Samples a full window spans (on the XLSR grid)."""
+        return XLSR_GRID.span_samples(self.window_frames)
 
 
 @torch.no_grad()
@@ -76,23 +77,25 @@ def iter_window_logits(model: Wav2Vec2CTC, blocks: Iterable[np.ndarray], config:
         together are ``0 .. T-1``.
     """
     w, c, stride = config.window_frames, config.context_frames, config.stride_frames
+    grid = FrameGrid.of(model.config)
+    span = grid.span_samples(w)
     device = model.ctc_head.weight.device
     buf = np.zeros(0, dtype=np.float32)
-    buf_start = 0  # global sample index of buf[0] (a multiple of 320)
+    buf_start = 0  # global sample index of buf[0] (a multiple of the hop)
     k = 0
     pending = iter(blocks)
     ended = False
     while True:
         a = k * stride
-        need_end = a * HOP_SAMPLES + config.window_samples
+        need_end = grid.samples(a) + span
         while not ended and buf_start + len(buf) < need_end:
             block = next(pending, None)
             if block is None:
                 ended = True
             elif len(block):
                 buf = np.concatenate([buf, np.asarray(block, dtype=np.float32)])
-        lo = a * HOP_SAMPLES - buf_start
-        window = buf[lo:lo + config.window_samples]
+        lo = grid.samples(a) - buf_start
+        window = buf[lo:lo + span]
         total_frames = model.config.num_frames(buf_start + len(buf)) if ended else None
         last = ended and buf_start + len(buf) <= need_end
         frames = model.config.num_frames(len(window))
@@ -112,6 +115,6 @@ def iter_window_logits(model: Wav2Vec2CTC, blocks: Iterable[np.ndarray], config:
         if last or frames == 0:
             return
         k += 1
-        drop = (k * stride) * HOP_SAMPLES - buf_start
+        drop = grid.samples(k * stride) - buf_start
         buf = buf[drop:]
         buf_start += drop

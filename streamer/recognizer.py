@@ -1,4 +1,4 @@
-"""The shared `Recognizer` and per-utterance `Stream` objects.
+"""The shared `Recognizer` and per-stream `Stream` objects.
 
 One `Recognizer` holds the model, the streaming setup and the decoder (with its language model); it is
 shared by any number of `Stream` objects, each holding one audio stream's explicit state. A complete
@@ -16,6 +16,15 @@ live loop::
     for event in rec.decode_stream(stream):                 # drains the look-ahead, last Final
         print(event)
 
+Many streams at once: ``rec.decode_streams(streams)`` runs the ready streams' steps as one batched
+encoder forward and returns each stream's events (the same events as decoding each alone).
+
+How a block travels: `Stream.accept_waveform` reads its shape (`streamer.audio.read_block`) and queues
+it in the stream's `streamer.pipeline.FramePipeline` (resampling, running normalization, chunking,
+encoder state); `decode_stream(s)` runs the pipeline's steps, and the stream's
+`streamer.utterances.UtteranceTracker` turns their frames into Partials and, at endpoints, Finals
+(re-decoded with full context when ``two_pass`` is on, from a buffer of the current utterance only).
+
 Offline files go through `Recognizer.transcribe` (overlapping windows, full context), or
 `Recognizer.iter_segments` for a lazy generator of segments on long files.
 """
@@ -24,199 +33,186 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
-from torch import Tensor
 
-from streamer.audio import iter_audio, prepare_array
+from streamer.audio import iter_audio, prepare_array, read_block
 from streamer.checkpoint import DEFAULT_MODEL, Checkpoint, load_checkpoint
-from streamer.constants import FRAME_SECONDS, HOP_SAMPLES, SAMPLE_RATE
-from streamer.decoding.beam import BeamSearchDecoder, DecoderConfig, GreedyDecoder
-from streamer.endpoint import EndpointConfig, EndpointDetector
+from streamer.constants import DEFAULT_CHUNK_SECONDS, MAX_THREADS, SAMPLE_RATE
+from streamer.decoding.beam import BeamSearchDecoder, DecoderConfig
+from streamer.decoding.greedy import GreedyDecoder
+from streamer.decoding.lm_bundle import LmBundle
+from streamer.endpoint import EndpointConfig
 from streamer.errors import ConfigError
+from streamer.grid import FrameGrid
 from streamer.offline import WindowConfig, iter_window_logits
-from streamer.preprocess import NormState, normalize_running, normalize_utterance
-from streamer.results import Final, Partial, RunInfo, Segment, Transcript, Word
+from streamer.pipeline import FramePipeline, Frames, SampleBuffer
+from streamer.preprocess import normalize_utterance
+from streamer.results import Final, Partial, RunInfo, Segment, Transcript
 from streamer.streaming import StreamingConfig, StreamingEncoder
+from streamer.utterances import Utterance, UtteranceTracker
 
 #: Endpointing used to cut offline transcripts into segments (pauses of 0.6 s, at most 30 s).
 OFFLINE_SEGMENTS = EndpointConfig(silence_before_speech=30.0, silence_after_speech=0.6, max_utterance=30.0)
 
+#: Decoder choices of `RecognizerConfig.search`.
+SEARCHES = ("auto", "greedy", "beam")
+
 Event = Partial | Final
 
 
-@dataclass(frozen=True)
-class LanguageModelFiles:
-    """A KenLM model and the unigram list pyctcdecode needs (a model folder's ``lm/``)."""
-
-    lm: Path
-    unigrams: Path | None = None
-    alpha: float | None = None
-    beta: float | None = None
-
-    @classmethod
-    def for_model_file(cls, path: Path, alpha: float | None = None, beta: float | None = None) -> "LanguageModelFiles":
-        """A KenLM file with its word list: ``<stem>.unigrams.txt`` or ``unigrams.txt`` beside it, if any."""
-        for cand in (path.with_name(f"{path.stem}.unigrams.txt"), path.parent / "unigrams.txt"):
-            if cand.is_file():
-                return cls(path, cand, alpha, beta)
-        return cls(path, None, alpha, beta)
-
-    @classmethod
-    def from_folder(cls, folder: Path) -> "LanguageModelFiles | None":
-        """Finds ``lm/*.binary`` or ``lm/*.arpa`` (+ its word list and ``attrs.json``) in a model folder."""
-        d = folder / "lm"
-        if not d.is_dir():
-            return None
-        cands = sorted(d.glob("*.binary")) + sorted(d.glob("*.bin")) + sorted(d.glob("*.arpa"))
-        if not cands:
-            return None
-        attrs = {}
-        if (d / "attrs.json").is_file():
-            import json
-            attrs = json.loads((d / "attrs.json").read_text())
-        return cls.for_model_file(cands[0], attrs.get("alpha"), attrs.get("beta"))
+def _default_streaming() -> StreamingConfig:
+    return StreamingConfig.from_seconds("window", DEFAULT_CHUNK_SECONDS)
 
 
 @dataclass(frozen=True)
 class RecognizerConfig:
-    """How a recognizer runs: streaming setup, offline windows, decoding, endpointing."""
+    """How a recognizer runs: streaming setup, offline windows, decoding, endpointing.
 
-    streaming: StreamingConfig = field(default_factory=lambda: StreamingConfig.from_seconds("window", 0.64))
-    """Setup of `Stream` objects (and of `transcribe` when ``stream_files`` is true)."""
+    Build variants with ``dataclasses.replace`` (the command line does); the defaults live here and
+    in the nested configs only.
+    """
+
+    streaming: StreamingConfig = field(default_factory=_default_streaming)
+    """Setup of `Stream` objects (and of `transcribe` when ``stream_files`` is true); window mode,
+    0.64-s chunks by default."""
     window: WindowConfig = field(default_factory=WindowConfig)
     """Offline windows of `transcribe`."""
     stream_files: bool = False
     """Run `transcribe` through the streaming path instead of offline windows."""
-    decoder: DecoderConfig | None = None
-    """Beam search (with the LM it names); None = greedy best path."""
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    """Beam-search settings (beam width, hotwords, LM weights; `Recognizer.load` fills in the LM)."""
+    search: str = "auto"
+    """``auto``: beam search when there is an LM or hotwords, else greedy; ``greedy``; ``beam``."""
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     """Endpoint rules of streams."""
     two_pass: bool = True
     """Re-decode each streamed utterance at its endpoint with full context."""
+    threads: int | None = None
+    """CPU threads for PyTorch (process-wide, set when the recognizer is built); None: PyTorch's choice."""
 
+    def __post_init__(self) -> None:
+        for name, cls in (("streaming", StreamingConfig), ("window", WindowConfig), ("decoder", DecoderConfig),
+                          ("endpoint", EndpointConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"recognizer {name}: expected a {cls.__name__}, found {getattr(self, name)!r}")
+        for name in ("stream_files", "two_pass"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"recognizer {name}: expected True or False, found {getattr(self, name)!r}")
+        if self.search not in SEARCHES:
+            raise ConfigError(f"recognizer search: expected one of {SEARCHES}, found {self.search!r}")
+        t = self.threads
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= MAX_THREADS):
+            raise ConfigError(f"threads: expected a whole number from 1 to {MAX_THREADS}, found {t!r}")
 
-class _Utterances:
-    """Turns a frame sequence into utterances: decoder state + endpointing + segment bookkeeping."""
-
-    def __init__(self, rec: "Recognizer", endpoint: EndpointConfig) -> None:
-        self.rec = rec
-        self.detector = EndpointDetector(endpoint)
-        self.ep_state = self.detector.new_state()
-        self.start_frame = 0
-        self.dec_state = rec.decoder.new_state()
-        self.frames_in_utt = 0
-
-    def _shift(self, final: Final, offset: float, start: float, end: float) -> Final:
-        words = tuple(Word(w.text, round(w.start + offset, 3), round(w.end + offset, 3), w.confidence) for w in final.words)
-        return replace(final, words=words, start=round(start, 3), end=round(end, 3))
-
-    def feed(self, first_frame: int, logits: Tensor) -> list[tuple[Final, int, int]]:
-        """Consumes consecutive frames; returns the utterances that ended: (final, first frame, end frame)."""
-        done = []
-        blank = (logits.argmax(-1) == self.rec.vocab.blank_id).numpy()
-        pos = 0
-        while pos < len(logits):
-            seen = self.ep_state.frames
-            self.ep_state, ep = self.detector.update(self.ep_state, blank[pos:])
-            if ep is None:
-                self.dec_state = self.rec.decoder.advance(self.dec_state, logits[pos:])
-                self.frames_in_utt += len(logits) - pos
-                break
-            cut = pos + (ep - seen) + 1
-            self.dec_state = self.rec.decoder.advance(self.dec_state, logits[pos:cut])
-            self.frames_in_utt += cut - pos
-            done.append(self._close(first_frame + cut))
-            pos = cut
-        return done
-
-    def _close(self, end_frame: int) -> tuple[Final, int, int]:
-        final = self.rec.decoder.finalize(self.dec_state)
-        start = self.start_frame
-        offset = start * FRAME_SECONDS
-        out = self._shift(final, offset, offset, end_frame * FRAME_SECONDS)
-        self.start_frame = end_frame
-        self.dec_state = self.rec.decoder.new_state()
-        self.ep_state = self.detector.new_state()
-        self.frames_in_utt = 0
-        return out, start, end_frame
-
-    def flush(self, end_frame: int) -> tuple[Final, int, int] | None:
-        """Ends the last utterance (None when it holds no frames)."""
-        if self.frames_in_utt == 0:
-            return None
-        return self._close(end_frame)
-
-    def partial(self, now: float) -> Partial:
-        p = self.rec.decoder.partial(self.dec_state)
-        offset = self.start_frame * FRAME_SECONDS
-        words = tuple(Word(w.text, round(w.start + offset, 3), round(w.end + offset, 3), w.confidence) for w in p.words)
-        return replace(p, words=words, time=round(now, 3))
+    @property
+    def uses_beam(self) -> bool:
+        """Whether the beam search decodes (see ``search``)."""
+        if self.search == "auto":
+            return self.decoder.lm_path is not None or bool(self.decoder.hotwords)
+        return self.search == "beam"
 
 
 class Stream:
-    """One audio stream's state. Create with `Recognizer.create_stream`; see the module docstring."""
+    """One audio stream's state. Create with `Recognizer.create_stream`; see the module docstring.
+
+    A stream is its `FramePipeline` (audio side), its `UtteranceTracker` (frames to results, one
+    endpointer) and, with two-pass decoding only, the audio of its current utterance.
+    """
 
     def __init__(self, rec: "Recognizer") -> None:
-        self._rec = rec
-        self._pending = np.zeros(0, dtype=np.float32)
-        self._finished = False
-        self._drained = False
-        self.encoder_state = rec.streaming_encoder.init_state(1)
-        self._utts = _Utterances(rec, rec.config.endpoint)
-        self._audio = np.zeros(0, dtype=np.float32)  # current utterance's samples, for two-pass finals
-        self._audio_start = 0  # global sample index of _audio[0]
-        self.samples_received = 0
+        self.recognizer = rec
+        self.pipeline = FramePipeline(rec.streaming_encoder, rec.checkpoint.preprocess.normalize, rec.grid)
+        self.tracker = UtteranceTracker(rec.decoder, rec.config.endpoint, rec.vocab.blank_id, rec.grid)
+        self._audio = SampleBuffer() if rec.config.two_pass else None
+        self._closed = False
         self.finals: list[Final] = []
-        self._resampler: Any = None
-        self._rate: int | None = None
-        self.norm_state = NormState()
+
+    @property
+    def samples_received(self) -> int:
+        """16-kHz samples on the stream's clock (received, plus any skipped with `Recognizer.skip_to`)."""
+        return self.pipeline.samples_received
 
     @property
     def time(self) -> float:
-        """Seconds of audio received."""
-        return self.samples_received / SAMPLE_RATE
+        """Seconds of audio on the stream's clock."""
+        return self.pipeline.grid.sample_seconds(self.pipeline.samples_received)
 
-    def accept_waveform(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-        """Appends audio (any length; (N,) or (N, C); float or int samples; any rate)."""
-        if self._finished:
-            raise ConfigError("stream: accept_waveform after input_finished; create a new stream")
-        x = np.asarray(samples)
-        if x.size == 0:
-            return
-        from streamer.audio import to_mono_float
-        x = to_mono_float(x)
-        if not np.isfinite(x).all():
-            raise ConfigError("stream: expected finite samples, found NaN or infinite values")
-        if self._rate not in (None, sample_rate):
-            raise ConfigError(f"stream: sample rate changed from {self._rate} to {sample_rate} Hz; use one rate per stream")
-        self._rate = sample_rate
-        if sample_rate != SAMPLE_RATE:
-            if self._resampler is None:
-                import soxr
-                self._resampler = soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32")
-            x = self._resampler.resample_chunk(x, last=False)
-        self._pending = np.concatenate([self._pending, x])
-        self._audio = np.concatenate([self._audio, x])
-        self.samples_received += len(x)
+    def accept_waveform(self, samples: Any, sample_rate: int = SAMPLE_RATE) -> None:
+        """Appends audio: (N,), (N, C) or (C, N) with C <= 8 < N; float or int samples; any rate.
+
+        Raises:
+            AudioError: Unsupported dtype or shape, or non-finite samples.
+            ConfigError: A bad or changed sample rate, or audio after `input_finished`.
+        """
+        x = read_block(samples, "stream")
+        queued = self.pipeline.append(x, sample_rate)
+        if self._audio is not None:
+            self._audio.append(queued)
+
+    def accept_speech_flags(self, first_frame: int, flags: np.ndarray) -> None:
+        """Voice-activity flags per encoder frame (frame ``j`` = samples ``[hop j, hop (j + 1))``).
+
+        From the first call on, this stream's endpointer uses them (`EndpointConfig.vad_rule`).
+        """
+        self.tracker.add_speech_flags(first_frame, flags)
 
     def input_finished(self) -> None:
         """Marks the end of the audio; the next `Recognizer.decode_stream` calls drain the stream."""
-        if self._resampler is not None and not self._finished:
-            tail = self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-            self._pending = np.concatenate([self._pending, tail])
-            self._audio = np.concatenate([self._audio, tail])
-            self.samples_received += len(tail)
-        self._finished = True
+        tail = self.pipeline.end_input()
+        if self._audio is not None:
+            self._audio.append(tail)
+
+    @property
+    def ready(self) -> bool:
+        """A step can run, or the ended stream still owes its last Final."""
+        return self.pipeline.ready or (self.pipeline.drained and not self._closed)
 
     @property
     def done(self) -> bool:
         """True once the audio is finished and every frame has been decoded."""
-        return self._drained
+        return self._closed
+
+    # ------------------------------------------------------------------ results (called by the recognizer)
+    def on_frames(self, frames: Frames | None, stepped: bool = True) -> list[Event]:
+        """Events of one pipeline step (``frames``: what it emitted): a Final per endpoint, then a
+        Partial; once the pipeline is drained, the last Final."""
+        events: list[Event] = []
+        if frames is not None:
+            for utt in self.tracker.feed(*frames):
+                events += self._final(utt)
+        if stepped:
+            events.append(self.tracker.partial(self.time))
+        if self.pipeline.drained and not self._closed:
+            self._closed = True
+            last = self.tracker.flush()
+            if last is not None:
+                events += self._final(last)
+        return events
+
+    def _final(self, utt: Utterance) -> list[Event]:
+        final = utt.final
+        if self._audio is not None:
+            grid = self.pipeline.grid
+            audio = self._audio.view(grid.samples(utt.start_frame), grid.span_samples(utt.end_frame))
+            final = self.recognizer.second_pass(audio, final)
+            self._audio.drop_until(grid.samples(utt.end_frame))
+        if not final.text:
+            return []
+        self.finals.append(final)
+        return [final]
+
+    def skip_to(self, sample: int) -> list[Event]:
+        """Drains the pipeline and jumps its clock to ``sample`` (see `Recognizer.skip_to`)."""
+        events: list[Event] = []
+        for frames in self.pipeline.skip_to(sample):
+            events += self.on_frames(frames)
+        if self._audio is not None:
+            self._audio.restart(self.pipeline.queued_end)
+        return events
 
 
 class Recognizer:
@@ -224,133 +220,88 @@ class Recognizer:
 
     Args:
         checkpoint: A loaded model.
-        config: Streaming, windows, decoding and endpointing.
+        config: Streaming, windows, decoding and endpointing (``config.decoder.lm_path`` names the
+            LM, if any: `load` fills it in from the model's ``lm/`` folder).
         step_program: An ExecuTorch ``.pte`` of this model's streaming step (`streamer export`): streams
             then run on the ExecuTorch runtime (its streaming setup replaces ``config.streaming``);
             offline windows and two-pass finals still use the PyTorch model.
     """
 
-    def __init__(self, checkpoint: Checkpoint, config: RecognizerConfig = RecognizerConfig(),
+    def __init__(self, checkpoint: Checkpoint, config: RecognizerConfig | None = None,
                  step_program: str | os.PathLike[str] | None = None) -> None:
+        config = config if config is not None else RecognizerConfig()
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
         self.checkpoint = checkpoint
         self.model = checkpoint.model.eval()
         self.vocab = checkpoint.vocab
-        self.decoder = BeamSearchDecoder(self.vocab, config.decoder) if config.decoder else GreedyDecoder(self.vocab)
+        self.grid = FrameGrid.of(self.model.config)
+        self.decoder: BeamSearchDecoder | GreedyDecoder = (
+            BeamSearchDecoder(self.vocab, config.decoder) if config.uses_beam else GreedyDecoder(self.vocab))
         self.streaming_encoder: Any
         if step_program is not None:
             from streamer.export.executorch import PteStreamingEncoder
             self.streaming_encoder = PteStreamingEncoder(step_program)
             if self.streaming_encoder.meta["vocabulary"] != self.vocab.to_dict():
                 raise ConfigError(f"pte: {step_program} was exported from another model (vocabularies differ)")
-            config = replace(config, streaming=self.streaming_encoder.config)
+            config = replace(config, streaming=self.streaming_encoder.config, stream_files=True)
         else:
             self.streaming_encoder = StreamingEncoder(self.model, config.streaming)
         self.config = config
 
     @classmethod
-    def load(cls, model: str | os.PathLike[str] = DEFAULT_MODEL, *, lm: str | os.PathLike[str] | None = "auto",
-             streaming: StreamingConfig | None = None, stream_files: bool = False, beam_width: int = 32,
-             alpha: float | None = None, beta: float | None = None, hotwords: tuple[str, ...] = (),
-             hotword_weight: float = 10.0, endpoint: EndpointConfig | None = None, two_pass: bool = True,
-             window: WindowConfig | None = None, step_program: str | os.PathLike[str] | None = None) -> "Recognizer":
+    def load(cls, model: str | os.PathLike[str] = DEFAULT_MODEL, config: RecognizerConfig | None = None, *,
+             lm: str | os.PathLike[str] | None = "auto", step_program: str | os.PathLike[str] | None = None,
+             **overrides: Any) -> "Recognizer":
         """Loads a model and builds a recognizer.
 
         Args:
             model: Bundled model name, folder or hub id.
-            lm: ``"auto"`` (the model folder's ``lm/`` when present, else greedy), a KenLM file, or
-                None for greedy decoding.
-            streaming: Setup of streams (default: window mode, 0.64-s chunks; cached mode for models
-                trained block-causal needs ``StreamingConfig.from_seconds("cached", ...)``).
-            stream_files: `transcribe` through the streaming path instead of offline windows.
-            beam_width: Beams kept by the beam search.
-            alpha: LM weight (default: the model's ``lm/attrs.json`` or the decoder's default).
-            beta: Word insertion bonus (likewise).
-            hotwords: Words to boost.
-            hotword_weight: Boost per hotword match.
-            endpoint: Endpoint rules of streams.
-            two_pass: Full-context re-decoding at each streamed endpoint.
-            window: Offline window sizes.
+            config: How to run (default: `RecognizerConfig()`).
+            lm: ``"auto"`` (the model folder's ``lm/`` when present), a KenLM file (its word list
+                beside it), or None (no LM: greedy unless ``config.search`` asks for the beam).
             step_program: ExecuTorch program of the streaming step (see `Recognizer`).
+            **overrides: `RecognizerConfig` fields replacing ``config``'s (``streaming=``,
+                ``two_pass=``, ...), a shorthand for ``dataclasses.replace(config, ...)``.
+
+        Raises:
+            ConfigError: An unknown override, a missing LM file, an invalid setting.
         """
+        config = config if config is not None else RecognizerConfig()
+        known = {f.name for f in fields(RecognizerConfig)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"Recognizer.load: expected RecognizerConfig fields ({', '.join(sorted(known))}), "
+                              f"found {', '.join(unknown)}")
+        config = replace(config, **overrides)
         ck = load_checkpoint(model)
-        decoder = None
-        files: LanguageModelFiles | None = None
-        if lm == "auto":
-            files = LanguageModelFiles.from_folder(ck.folder)
-        elif lm is not None:
-            path = Path(lm)
-            if not path.is_file():
-                raise ConfigError(f"lm: expected a KenLM .binary/.arpa file, found nothing at {path}")
-            files = LanguageModelFiles.for_model_file(path)
-        if files is not None or hotwords:
-            kw: dict[str, Any] = {"beam_width": beam_width, "hotwords": tuple(hotwords), "hotword_weight": hotword_weight}
-            if files is not None:
-                kw.update(lm_path=str(files.lm), unigrams_path=None if files.unigrams is None else str(files.unigrams))
-                a = alpha if alpha is not None else files.alpha
-                b = beta if beta is not None else files.beta
-                if a is not None:
-                    kw["alpha"] = a
-                if b is not None:
-                    kw["beta"] = b
-            decoder = DecoderConfig(**kw)
-        cfg = RecognizerConfig(
-            streaming=streaming or StreamingConfig.from_seconds("window", 0.64), window=window or WindowConfig(),
-            stream_files=stream_files, decoder=decoder, endpoint=endpoint or EndpointConfig(), two_pass=two_pass)
-        return cls(ck, cfg, step_program)
+        bundle = LmBundle.resolve(lm, ck.folder)
+        if bundle is not None:
+            config = replace(config, decoder=bundle.decoder_config(config.decoder))
+        return cls(ck, config, step_program)
 
     @property
     def decoder_name(self) -> str:
         """``greedy``, ``beam`` or ``beam+lm``."""
-        if self.config.decoder is None:
+        if not isinstance(self.decoder, BeamSearchDecoder):
             return "greedy"
         return "beam+lm" if self.config.decoder.lm_path else "beam"
 
+    @property
+    def mode_name(self) -> str:
+        """How `transcribe` runs: ``offline`` or ``streaming-window`` / ``streaming-cached``."""
+        return "streaming-" + self.config.streaming.mode if self.config.stream_files else "offline"
+
     # ------------------------------------------------------------------ offline
-    def _frames_offline(self, blocks: Iterable[np.ndarray]) -> Iterator[tuple[int, Tensor]]:
+    def _frames_offline(self, blocks: Iterable[np.ndarray]) -> Iterator[Frames]:
         if self.config.stream_files:
-            yield from self._frames_streamed(blocks)
+            pipe = FramePipeline(self.streaming_encoder, self.checkpoint.preprocess.normalize, self.grid)
+            for block in blocks:
+                yield from pipe.push(block)
+            yield from pipe.finish()
         else:
             yield from iter_window_logits(self.model, blocks, self.config.window,
                                           normalize=self.checkpoint.preprocess.normalize)
-
-    @torch.no_grad()
-    def _frames_streamed(self, blocks: Iterable[np.ndarray]) -> Iterator[tuple[int, Tensor]]:
-        enc = self.streaming_encoder
-        c = enc.config.chunk_samples
-        state = enc.init_state(1)
-        norm = NormState()
-        buf = np.zeros(0, dtype=np.float32)
-        steps = 0
-
-        def run(piece: np.ndarray, real: int):
-            nonlocal state, steps, norm
-            if self.checkpoint.preprocess.normalize:
-                norm, piece = normalize_running(norm, piece)
-            x = torch.from_numpy(np.pad(piece, (0, c - len(piece))))[None]
-            logits, valid, state = enc.step(x, state, torch.tensor([real]))
-            first = enc.first_frame(steps)
-            steps += 1
-            v = valid[0]
-            if v.any():
-                idx = v.nonzero()[:, 0]
-                return first + int(idx[0]), logits[0, idx[0]:idx[-1] + 1].float()
-            return None
-
-        for block in blocks:
-            buf = np.concatenate([buf, block])
-            while len(buf) >= c:
-                out = run(buf[:c], c)
-                buf = buf[c:]
-                if out is not None:
-                    yield out
-        if len(buf):
-            out = run(buf, len(buf))
-            if out is not None:
-                yield out
-        for _ in range(enc.config.flush_steps):
-            out = run(np.zeros(0, dtype=np.float32), 0)
-            if out is not None:
-                yield out
 
     @staticmethod
     def _count(blocks: Iterable[np.ndarray], counter: list[int]) -> Iterator[np.ndarray]:
@@ -373,18 +324,16 @@ class Recognizer:
         else:
             blocks = [prepare_array(source, sample_rate)]
         blocks = self._count(blocks, _samples if _samples is not None else [0])
-        utts = _Utterances(self, OFFLINE_SEGMENTS)
-        end = 0
+        utts = UtteranceTracker(self.decoder, OFFLINE_SEGMENTS, self.vocab.blank_id, self.grid)
         for first, logits in self._frames_offline(blocks):
-            end = first + len(logits)
-            for final, _, _ in utts.feed(first, logits):
-                if final.text:
-                    yield Segment(final.text, final.start, final.end, final.words)
+            for u in utts.feed(first, logits):
+                if u.final.text:
+                    yield Segment(u.final.text, u.final.start, u.final.end, u.final.words)
             if progress is not None:
-                progress(end * FRAME_SECONDS)
-        last = utts.flush(end)
-        if last is not None and last[0].text:
-            f = last[0]
+                progress(self.grid.seconds(first + len(logits)))
+        last = utts.flush()
+        if last is not None and last.final.text:
+            f = last.final
             yield Segment(f.text, f.start, f.end, f.words)
 
     def transcribe(self, source: str | os.PathLike[str] | np.ndarray, sample_rate: int = SAMPLE_RATE,
@@ -393,11 +342,10 @@ class Recognizer:
         t0 = time.perf_counter()
         samples = [0]
         segments = tuple(self.iter_segments(source, sample_rate, progress, samples))
-        duration = samples[0] / SAMPLE_RATE
+        duration = self.grid.sample_seconds(samples[0])
         elapsed = time.perf_counter() - t0
         name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else ""
-        info = RunInfo(str(self.checkpoint.folder), self.decoder_name,
-                       "streaming-" + self.config.streaming.mode if self.config.stream_files else "offline",
+        info = RunInfo(str(self.checkpoint.folder), self.decoder_name, self.mode_name,
                        round(elapsed, 3), round(elapsed / duration, 4) if duration else None)
         return Transcript(" ".join(s.text for s in segments), segments, round(duration, 3), name, info)
 
@@ -406,88 +354,85 @@ class Recognizer:
         """A new stream with its own state."""
         return Stream(self)
 
+    def _check(self, stream: Any) -> Stream:
+        if not isinstance(stream, Stream):
+            raise ConfigError(f"stream: expected a Stream from rec.create_stream(), found {type(stream).__name__}")
+        if stream.recognizer is not self:
+            raise ConfigError("stream: expected a stream created by this recognizer's create_stream(), "
+                              "found one created by another Recognizer")
+        return stream
+
     def is_ready(self, stream: Stream) -> bool:
         """True when the stream holds a full chunk, or finished audio not yet decoded."""
-        return len(stream._pending) >= self.streaming_encoder.config.chunk_samples or (
-            stream._finished and not stream._drained)
+        return self._check(stream).ready
 
-    def _final_for(self, stream: Stream, final: Final, start_frame: int, end_frame: int) -> Final:
-        """Two-pass final: re-decode the utterance's audio with full context."""
-        if not self.config.two_pass:
-            return final
-        lo = start_frame * HOP_SAMPLES - stream._audio_start
-        hi = end_frame * HOP_SAMPLES + 80 - stream._audio_start
-        audio = stream._audio[max(0, lo):max(0, hi)]
-        keep_from = max(0, end_frame * HOP_SAMPLES - stream._audio_start)
-        stream._audio = stream._audio[keep_from:]
-        stream._audio_start += keep_from
+    def second_pass(self, audio: np.ndarray, final: Final) -> Final:
+        """Two-pass final: ``final``'s utterance re-decoded from its 16-kHz audio with full context.
+
+        The decoder state opens at ``final.start`` (the utterance's stream time), so word times are
+        on the stream's clock; the span stays the streaming pass's.
+        """
         if self.model.config.num_frames(len(audio)) == 0:
             return final
         if self.checkpoint.preprocess.normalize:
             audio = normalize_utterance(audio)
         with torch.no_grad():
             logits, _ = self.model(torch.from_numpy(np.ascontiguousarray(audio))[None])
-        second = self.decoder.decode(logits[0].float())
-        offset = start_frame * FRAME_SECONDS
-        words = tuple(Word(w.text, round(w.start + offset, 3), round(w.end + offset, 3), w.confidence) for w in second.words)
-        return replace(second, words=words, start=final.start, end=final.end)
+        second = self.decoder.decode(logits[0].float(), time_offset=final.start)
+        return replace(second, start=final.start, end=final.end)
 
-    @torch.no_grad()
+    def decode_streams(self, streams: list[Stream]) -> list[list[Event]]:
+        """Runs every step the streams are ready for, the ready ones batched into one encoder forward.
+
+        Returns:
+            Per stream, what `decode_stream` would return for it alone: a Partial per step and a
+            Final per endpoint (the results equal decoding each stream alone, up to float rounding
+            of the batched forward).
+        """
+        streams = [self._check(s) for s in streams]
+        if len({id(s) for s in streams}) != len(streams):
+            raise ConfigError("decode_streams: expected distinct streams, found one listed twice")
+        events: list[list[Event]] = [[] for _ in streams]
+        while True:
+            ready = [i for i, s in enumerate(streams) if s.ready]
+            if not ready:
+                return events
+            stepping = [i for i in ready if streams[i].pipeline.ready]
+            outs = FramePipeline.step_many([streams[i].pipeline for i in stepping]) if stepping else []
+            by_stream = dict(zip(stepping, outs))
+            for i in ready:
+                events[i] += streams[i].on_frames(by_stream.get(i), stepped=i in by_stream)
+
     def decode_stream(self, stream: Stream) -> list[Event]:
         """Runs every step the stream is ready for; returns a Partial per step and a Final per endpoint."""
-        events: list[Event] = []
-        enc = self.streaming_encoder
-        c = enc.config.chunk_samples
-        while self.is_ready(stream):
-            if len(stream._pending) >= c:
-                piece, real = stream._pending[:c], c
-                stream._pending = stream._pending[c:]
-                steps = [(piece, real)]
-            else:  # finished: last partial chunk, then the look-ahead drain
-                steps = [(stream._pending, len(stream._pending))] if len(stream._pending) else []
-                steps += [(np.zeros(0, dtype=np.float32), 0)] * enc.config.flush_steps
-                stream._pending = np.zeros(0, dtype=np.float32)
-                stream._drained = True
-            for piece, real in steps:
-                if self.checkpoint.preprocess.normalize:
-                    stream.norm_state, piece = normalize_running(stream.norm_state, piece)
-                x = torch.from_numpy(np.pad(piece, (0, c - len(piece))))[None]
-                first = enc.first_frame(int(stream.encoder_state.steps[0]))
-                logits, valid, stream.encoder_state = enc.step(x, stream.encoder_state, torch.tensor([real]))
-                v = valid[0]
-                if v.any():
-                    idx = v.nonzero()[:, 0]
-                    for final, s, e in stream._utts.feed(first + int(idx[0]), logits[0, idx[0]:idx[-1] + 1].float()):
-                        final = self._final_for(stream, final, s, e)
-                        if final.text:
-                            stream.finals.append(final)
-                            events.append(final)
-                events.append(stream._utts.partial(stream.time))
-            if stream._drained:
-                end = self.model.config.num_frames(stream.samples_received)
-                last = stream._utts.flush(end)
-                if last is not None:
-                    final = self._final_for(stream, *last)
-                    if final.text:
-                        stream.finals.append(final)
-                        events.append(final)
-        return events
+        return self.decode_streams([stream])[0]
+
+    def skip_to(self, stream: Stream, sample: int) -> list[Event]:
+        """Input gating: decodes what the stream holds, then jumps its clock to 16-kHz sample ``sample``.
+
+        The skipped audio is not decoded; for the endpointer it is silence (it may end the current
+        utterance), and times after it stay on the input's clock.
+        """
+        events = self.decode_stream(stream)
+        return events + self._check(stream).skip_to(sample)
 
     def get_result(self, stream: Stream) -> Partial:
         """The current utterance's partial result."""
-        return stream._utts.partial(stream.time)
+        s = self._check(stream)
+        return s.tracker.partial(s.time)
 
     def feed(self, stream: Stream, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[Event]:
         """`Stream.accept_waveform` then `decode_stream`: the events this audio produced."""
-        stream.accept_waveform(samples, sample_rate)
+        self._check(stream).accept_waveform(samples, sample_rate)
         return self.decode_stream(stream)
 
     def finish(self, stream: Stream) -> list[Event]:
         """`Stream.input_finished` then `decode_stream`: the remaining events (ends with the last Final)."""
-        stream.input_finished()
+        self._check(stream).input_finished()
         return self.decode_stream(stream)
 
 
-def load(model: str | os.PathLike[str] = DEFAULT_MODEL, **kwargs: Any) -> Recognizer:
-    """Shorthand for `Recognizer.load` (see there for the options)."""
-    return Recognizer.load(model, **kwargs)
+def load(model: str | os.PathLike[str] = DEFAULT_MODEL, config: RecognizerConfig | None = None, *,
+         lm: str | os.PathLike[str] | None = "auto", **overrides: Any) -> Recognizer:
+    """Shorthand for `Recognizer.load`: ``streamer.load(model, streaming=..., two_pass=..., lm=...)``."""
+    return Recognizer.load(model, config, lm=lm, **overrides)

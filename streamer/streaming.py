@@ -178,6 +178,25 @@ def state_tensors(state: State) -> tuple[Tensor, ...]:
     return tuple(getattr(state, f.name) for f in fields(state))
 
 
+def _batch_dim(name: str) -> int:
+    """The batch dimension of a state field (the key/value caches lead with the layer dimension)."""
+    return 1 if name in ("keys", "values") else 0
+
+
+def stack_states(states: list[State]) -> State:
+    """Joins single-stream states of one mode into one batched state (B = sum of their batches)."""
+    cls = type(states[0])
+    return cls(**{f.name: torch.cat([getattr(s, f.name) for s in states], dim=_batch_dim(f.name))
+                  for f in fields(cls)})
+
+
+def unstack_state(state: State) -> list[State]:
+    """Splits a batched state into single-stream states (the inverse of `stack_states`)."""
+    cls = type(state)
+    parts = {f.name: getattr(state, f.name).split(1, dim=_batch_dim(f.name)) for f in fields(cls)}
+    return [cls(**{name: parts[name][i] for name in parts}) for i in range(state.steps.shape[0])]
+
+
 class StreamingEncoder(nn.Module):
     """Runs a `Wav2Vec2CTC` chunk by chunk (shares its weights).
 
@@ -316,7 +335,7 @@ class StreamingEncoder(nn.Module):
 
     @torch.no_grad()
     def run(self, samples: Tensor) -> Tensor:
-        """Streams one whole utterance through the step function (tests, benchmarks, file streaming).
+        """Streams one whole utterance through a `streamer.pipeline.FramePipeline` (tests, benchmarks).
 
         Args:
             samples: (N,) float samples at 16 kHz.
@@ -324,20 +343,9 @@ class StreamingEncoder(nn.Module):
         Returns:
             (T, V) logits of the valid frames, T = the offline frame count.
         """
-        c = self.config.chunk_samples
-        state = self.init_state(1)
-        out = []
-        total = samples.shape[0]
-        pos = 0
-        while pos < total:
-            piece = samples[pos:pos + c]
-            real = piece.shape[0]
-            if real < c:
-                piece = torch.nn.functional.pad(piece, (0, c - real))
-            logits, valid, state = self.step(piece[None], state, torch.tensor([real]))
-            out.append(logits[0][valid[0]])
-            pos += c
-        for _ in range(self.config.flush_steps):
-            logits, valid, state = self.step(torch.zeros(1, c), state, torch.tensor([0]))
-            out.append(logits[0][valid[0]])
+        from streamer.pipeline import FramePipeline  # the pipeline drives this encoder; imported on use
+
+        pipe = FramePipeline(self)
+        x = samples.detach().cpu().numpy().astype("float32", copy=False)
+        out = [logits for _, logits in pipe.push(x)] + [logits for _, logits in pipe.finish()]
         return torch.cat(out) if out else torch.zeros(0, self.model.config.vocab_size)
