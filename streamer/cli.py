@@ -29,32 +29,58 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="demo-en", help="bundled model name, model folder, or hub id (default: demo-en)")
     p.add_argument("--no-lm", action="store_true", help="greedy decoding even when the model ships a language model")
     p.add_argument("--lm", metavar="FILE", help="KenLM .binary/.arpa to decode with (unigrams.txt beside it is used)")
-    p.add_argument("--beam", type=int, default=32, help="beam width (default: 32)")
+    p.add_argument("--beam", type=int, help="beam width (default: DecoderConfig's, 32)")
     p.add_argument("--alpha", type=float, help="LM weight (default: the model's lm/attrs.json)")
     p.add_argument("--beta", type=float, help="word insertion bonus (default: the model's lm/attrs.json)")
     p.add_argument("--hotword", action="append", default=[], metavar="WORD", help="boost a word (repeatable)")
-    p.add_argument("--hotword-weight", type=float, default=10.0)
+    p.add_argument("--hotword-weight", type=float, help="boost per hotword match (default: DecoderConfig's, 10)")
     p.add_argument("--streaming", choices=["window", "cached"], help="run through the streaming encoder in this mode")
-    p.add_argument("--chunk", type=float, default=0.64, help="streaming chunk in seconds (default: 0.64)")
+    p.add_argument("--chunk", type=float, help="streaming chunk in seconds, 0.02 to 10 (default: 0.64)")
     p.add_argument("--left", type=float, help="streaming left context in seconds (window: re-encoded, cached: cache)")
-    p.add_argument("--right", type=float, help="window-mode look-ahead in seconds")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
+    p.add_argument("--right", type=float, help="window-mode look-ahead in seconds (0 to 10)")
+    p.add_argument("--threads", type=int, help="CPU threads, 1 to 1024 (default: PyTorch's choice)")
     p.add_argument("--pte", metavar="FILE", help="run the streaming step from this ExecuTorch program (streamer export)")
 
 
-def _recognizer(args: argparse.Namespace, stream_files: bool):
-    import torch
+def _config(args: argparse.Namespace):
+    """The `RecognizerConfig` the options ask for: the library's defaults, replaced where the user gave a value.
 
-    from streamer.recognizer import Recognizer
+    Cheap and validating (the config dataclasses check every range), so `main` calls it before any
+    heavy work and reports a bad option as a usage error.
+    """
+    from dataclasses import replace
+
+    from streamer.endpoint import EndpointConfig
+    from streamer.grid import XLSR_GRID
+    from streamer.recognizer import RecognizerConfig
     from streamer.streaming import StreamingConfig
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    streaming = StreamingConfig.from_seconds(args.streaming or "window", args.chunk, args.left, args.right)
+    cfg = RecognizerConfig()
+    over: dict = {}
+    if args.streaming is not None or any(v is not None for v in (args.chunk, args.left, args.right)):
+        mode = args.streaming or cfg.streaming.mode
+        chunk = args.chunk if args.chunk is not None else XLSR_GRID.seconds(cfg.streaming.chunk_frames)
+        over["streaming"] = StreamingConfig.from_seconds(mode, chunk, args.left, args.right)
+    given = {"beam_width": args.beam, "alpha": args.alpha, "beta": args.beta, "hotword_weight": args.hotword_weight,
+             "hotwords": tuple(args.hotword) or None}
+    given = {k: v for k, v in given.items() if v is not None}
+    if given:
+        over["decoder"] = replace(cfg.decoder, **given)
+    if args.threads is not None:
+        over["threads"] = args.threads
+    if getattr(args, "endpoint", None) is not None:
+        over["endpoint"] = EndpointConfig.preset(args.endpoint)
+    if args.command == "transcribe":
+        over["stream_files"] = args.streaming is not None or bool(args.pte)
+    return replace(cfg, **over)
+
+
+def _recognizer(args: argparse.Namespace):
+    """Loads the model with the config `_config` built (``args.config``)."""
+    from streamer.recognizer import Recognizer
+
     lm = None if args.no_lm else (args.lm or "auto")
-    return Recognizer.load(args.model, lm=lm, streaming=streaming, stream_files=stream_files or bool(args.pte),
-                           beam_width=args.beam, alpha=args.alpha, beta=args.beta, hotwords=tuple(args.hotword),
-                           hotword_weight=args.hotword_weight, step_program=args.pte)
+    return Recognizer.load(args.model, args.config, lm=lm, step_program=args.pte)
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
@@ -68,7 +94,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     # Output folder and names first: a folder that cannot be used fails before the model loads.
     out_dir = prepare_output_dir(args.output_dir) if args.output_dir else None
     targets = plan_outputs(args.files, out_dir, args.format) if out_dir else [None] * len(args.files)
-    rec = _recognizer(args, stream_files=args.streaming is not None)
+    rec = _recognizer(args)
     durations = {}
     for f in args.files:
         try:
@@ -80,6 +106,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     bar = tqdm(total=round(total, 1), unit="s", desc="transcribe", disable=not show, file=sys.stderr,
                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]")
     failed, audio_s, t0 = 0, 0.0, time.perf_counter()
+    info = None  # how the transcripts were made (Transcript.info), for the summary
     for f, dest in zip(args.files, targets):
         done_before = bar.n
         if dest is not None:
@@ -104,6 +131,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             bar.n = round(done_before + durations[f], 1)
             bar.refresh()
         audio_s += transcript.duration
+        info = transcript.info
         text = render(transcript, args.format)
         if out_dir is None:
             if len(args.files) > 1 and args.format == "txt":
@@ -122,7 +150,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     ok = len(args.files) - failed
     rtf = f", RTF {elapsed / audio_s:.3f}" if audio_s else ""
     print(f"transcribed {ok}/{len(args.files)} file(s), {audio_s:.1f} s of audio in {elapsed:.1f} s{rtf} "
-          f"[{rec.decoder_name}, {'streaming-' + args.streaming if args.streaming else 'offline'}]"
+          f"[{info.decoder if info else rec.decoder_name}, {info.mode if info else rec.mode_name}]"
           + (f"; {failed} failed" if failed else "") + (f"; outputs in {out_dir}" if out_dir else ""),
           file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
@@ -164,6 +192,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from streamer.checkpoint import load_checkpoint
     from streamer.export.executorch import ExportConfig, check_output_path, export_streaming
+    from streamer.grid import XLSR_GRID
     from streamer.streaming import StreamingConfig
 
     check_output_path(args.output)  # before loading and exporting (tens of seconds)
@@ -172,7 +201,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     path = export_streaming(ck, cfg, args.output)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.quantize}, {cfg.streaming.mode} mode, "
-          f"{cfg.streaming.chunk_frames * 0.02:.2f}-s chunks) and {path.with_suffix('.json').name} "
+          f"{XLSR_GRID.seconds(cfg.streaming.chunk_frames):.2f}-s chunks) and {path.with_suffix('.json').name} "
           f"in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     return EXIT_OK
 
@@ -180,7 +209,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_mic(args: argparse.Namespace) -> int:
     """``streamer mic``: live transcription from a microphone."""
     from streamer.frontend.live import run_mic
-    return run_mic(args, _recognizer(args, stream_files=False))
+    return run_mic(args, _recognizer(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--vad", type=int, default=2, choices=[0, 1, 2, 3], help="webrtcvad aggressiveness (default: 2)")
     m.add_argument("--no-vad", action="store_true", help="feed every block, no voice activity detection")
     m.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
-    m.add_argument("--endpoint", choices=["fast", "default", "slow"], default="default", help="endpoint preset")
+    m.add_argument("--endpoint", choices=["fast", "default", "slow"],
+                   help="endpoint preset: how much silence ends an utterance (default: 'default', 1.2 s)")
     m.set_defaults(func=cmd_mic)
 
     ex = sub.add_parser("export", help="export the streaming step to ExecuTorch (XNNPACK), fp32 or int8")
@@ -236,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``streamer`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if hasattr(args, "no_lm"):  # commands with recognizer options: refuse bad values before any work
+        try:
+            args.config = _config(args)
+        except StreamerError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
     except StreamerError as err:

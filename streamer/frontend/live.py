@@ -1,7 +1,13 @@
-"""Live microphone transcription: sounddevice capture → VAD gate → recognizer stream → terminal.
+"""Live microphone transcription: sounddevice capture → VAD → one recognizer stream → terminal.
 
     streamer mic                        # default input device, window streaming, bundled model
-    streamer mic --device 3 --streaming cached --chunk 0.32 --seconds 30
+    streamer mic --device 3 --streaming cached --chunk 0.32 --seconds 30 --endpoint fast
+
+One stream runs for the whole session, so its clock is the microphone's: result times are session
+times as they come. The VAD (webrtcvad, `streamer.frontend.vad`) does two things: its per-frame
+speech flags go to the stream's endpointer (`Stream.accept_speech_flags`; `--endpoint` picks the
+rules), and its gate keeps long silences from being decoded (`Recognizer.skip_to`: the clock jumps,
+the endpointer counts the skipped audio as silence). The gate never ends an utterance itself.
 
 Partial results overwrite one terminal line (committed text, then the tentative tail in brackets);
 each Final is printed on its own line with its start and end time in the session.
@@ -18,8 +24,8 @@ from typing import Any, TextIO
 import numpy as np
 
 from streamer.constants import SAMPLE_RATE
-from streamer.errors import StreamerError, missing_dependency
-from streamer.frontend.vad import VadConfig, VadGate
+from streamer.errors import ConfigError, StreamerError, missing_dependency
+from streamer.frontend.vad import VAD_FRAME_SAMPLES, VadConfig, VadGate
 from streamer.results import Final, Partial
 
 #: Capture block length, in seconds.
@@ -34,10 +40,10 @@ class LivePrinter:
         self.width = 0
         self.tty = out.isatty()
 
-    def show(self, event: Partial | Final, offset: float = 0.0) -> None:
-        """Prints one recognizer event (``offset``: session time of the current stream's start)."""
+    def show(self, event: Partial | Final) -> None:
+        """Prints one recognizer event."""
         if isinstance(event, Final):
-            line = f"[{event.start + offset:7.2f}-{event.end + offset:7.2f}] {event.text}"
+            line = f"[{event.start:7.2f}-{event.end:7.2f}] {event.text}"
             self.out.write("\r" + line.ljust(self.width) + "\n" if self.tty else line + "\n")
             self.width = 0
         elif self.tty:
@@ -89,37 +95,40 @@ def run_mic(args: argparse.Namespace, rec: Any, out: TextIO = sys.stdout) -> int
         import soxr
         resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
     gate = None if args.no_vad else VadGate(VadConfig(aggressiveness=args.vad))
+    if gate is not None and VAD_FRAME_SAMPLES != rec.grid.hop_samples:
+        raise ConfigError(f"mic: expected the VAD frame ({VAD_FRAME_SAMPLES} samples) to equal the model's hop, "
+                          f"found a hop of {rec.grid.hop_samples} samples; use --no-vad")
     vstate = gate.new_state() if gate else None
     printer = LivePrinter(out)
-    stream = rec.create_stream()
-    session = 0.0  # session seconds at which the current stream's audio starts
+    stream = rec.create_stream()  # the whole session: its clock is the microphone's
+
+    def show(events: list) -> None:
+        for event in events:
+            printer.show(event)
 
     def consume(block: np.ndarray) -> None:
-        """Gates one captured block and feeds what passes, finalizing at utterance ends."""
-        nonlocal vstate, stream, session
+        """Runs one captured block through the VAD (flags + gate) into the session's stream."""
+        nonlocal vstate
         if resampler is not None:
             block = resampler.resample_chunk(block)
         if gate is None:
-            for event in rec.feed(stream, block):
-                printer.show(event, session)
+            show(rec.feed(stream, block))
             return
         while True:
+            first_frame = vstate.position // VAD_FRAME_SAMPLES
             vstate, passed = gate.process(vstate, block)
             block = block[:0]
-            if passed.start is not None:
-                session = passed.start / SAMPLE_RATE
-            for event in rec.feed(stream, passed.audio) if len(passed.audio) else []:
-                printer.show(event, session)
-            if passed.utterance_end:
-                for event in rec.finish(stream):
-                    printer.show(event, session)
-                stream = rec.create_stream()
+            stream.accept_speech_flags(first_frame, passed.speech)
+            if passed.start is not None and passed.start > stream.samples_received:
+                show(rec.skip_to(stream, passed.start))  # the silence the gate held back
+            if len(passed.audio):
+                show(rec.feed(stream, passed.audio))
             if not gate.pending(vstate):
                 break
 
     t0 = time.monotonic()
     print(f"listening ({rec.decoder_name}, {rec.config.streaming.mode} mode, "
-          f"{rec.config.streaming.chunk_frames * 0.02:.2f}-s chunks); Ctrl-C to stop", file=sys.stderr)
+          f"{rec.grid.seconds(rec.config.streaming.chunk_frames):.2f}-s chunks); Ctrl-C to stop", file=sys.stderr)
     try:
         with stream_in:
             while args.seconds is None or time.monotonic() - t0 < args.seconds:
@@ -133,9 +142,7 @@ def run_mic(args: argparse.Namespace, rec: Any, out: TextIO = sys.stdout) -> int
             consume(blocks.get_nowait())
     except KeyboardInterrupt:
         pass
-    for event in rec.finish(stream):
-        if isinstance(event, Final):
-            printer.show(event, session)
+    show([e for e in rec.finish(stream) if isinstance(e, Final)])
     if overflows[0]:
         print(f"warning: {overflows[0]} input overflow(s): audio was dropped (the machine is too busy)", file=sys.stderr)
     return 0

@@ -1,13 +1,20 @@
-"""Voice activity gating with webrtcvad: decides which microphone audio reaches the recognizer.
+"""Voice activity with webrtcvad: per-frame speech flags, and a gate that skips long silences.
 
-The gate works on 20-ms frames (webrtcvad takes 10/20/30-ms frames of 16-bit PCM). Speech opens it
-(after ``start_frames`` voiced frames in a row) and ``preroll`` of audio before the onset is released
-too, so word beginnings are not cut. From then on every sample passes (pauses inside an utterance
-included, so the recognizer's clock stays the session's clock) until the non-speech run reaches
-``end_silence``: the gate closes and reports an ``utterance_end`` — the live loop then finalizes the
-stream. Each opening reports the session sample where its audio starts, so result times map back
-to the session exactly. State is an explicit `VadState`; the webrtcvad object is created lazily
-(install hint if missing).
+webrtcvad decides speech / non-speech per 20-ms frame of 16-bit PCM; `VAD_FRAME_SAMPLES` equals the
+encoder's hop, so VAD frame ``j`` (session samples ``[320 j, 320 (j + 1))``) is the start of encoder
+frame ``j``. The live loop (`streamer.frontend.live`) uses the VAD twice:
+
+* **speech flags** (`GateOutput.speech`, every frame of the input) go to the stream's one endpointer
+  (`Stream.accept_speech_flags`, `streamer.endpoint`), which decides where utterances end;
+* **the gate** is an input filter: speech opens it (after ``start_frames`` voiced frames in a row)
+  and ``preroll`` of audio before the onset is released too, so word beginnings are not cut. From
+  then on every sample passes (pauses included) until the non-speech run reaches ``end_silence``:
+  the gate closes and holds audio back until speech returns. Each opening reports the session sample
+  where its audio starts, so the stream can jump its clock over what was held back
+  (`Recognizer.skip_to`). The gate's ``utterance_end`` is information only: it never ends an
+  utterance (the skipped audio is silence to the endpointer, which then ends it by its own rules).
+
+State is an explicit `VadState`; the webrtcvad object is created lazily (install hint if missing).
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ class VadConfig:
     preroll: float = 0.3
     """Audio released from before the onset."""
     end_silence: float = 1.0
-    """Non-speech after which the utterance is over (it still flows to the recognizer until then)."""
+    """Non-speech after which the gate closes (audio still flows to the recognizer until then)."""
 
     def __post_init__(self) -> None:
         if self.aggressiveness not in (0, 1, 2, 3):
@@ -72,8 +79,8 @@ class GateOutput:
     speech: np.ndarray
     """(frames,) bool, webrtcvad's decision per 20-ms frame of the input."""
     utterance_end: bool
-    """True when the silence after an utterance reached ``end_silence``; ``audio`` ends there, and
-    input after it waits in the state (call `VadGate.process` again with no samples to go on)."""
+    """True when the gate closed (the silence after speech reached ``end_silence``); ``audio`` ends
+    there, and input after it waits in the state (call `VadGate.process` again with no samples)."""
     start: int | None = None
     """Session sample index of ``audio[0]`` when an utterance opened in this call, else None."""
 
