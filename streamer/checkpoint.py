@@ -168,7 +168,8 @@ def _section(config: Mapping[str, Any], name: str, folder: Path, required: bool 
     value = config.get(name)
     if not isinstance(value, Mapping):
         found = "no such section" if name not in config else f"{type(value).__name__} {str(value)[:40]!r}"
-        raise CheckpointError(f"model: config.json in {folder}: expected section {name!r} to be a JSON object, found {found}")
+        raise CheckpointError(
+            f"model: config.json in {folder}: expected section {name!r} to be a JSON object, found {found}")
     return value
 
 
