@@ -130,3 +130,47 @@ def test_bad_arrays():
         prepare_array(np.zeros((2, 2, 2), dtype=np.float32))
     with pytest.raises(AudioError, match="dtype"):
         prepare_array(np.array(["a", "b"]))
+
+
+@pytest.mark.parametrize("rate, ok", [(16000, True), (8000.0, True), (np.int64(44100), True), (0, False),
+                                      (-16000, False), ("16000", False), (True, False), (16000.5, False),
+                                      (float("nan"), False), (10**9, False)])
+def test_sample_rate_checked(rate, ok):
+    x = np.zeros(1600, dtype=np.float32)
+    if ok:
+        assert prepare_array(x, rate).dtype == np.float32
+    else:
+        with pytest.raises(AudioError, match="sample_rate: expected"):
+            prepare_array(x, rate)
+
+
+def test_wav_of_unknown_length_is_not_truncated(tmp_path):
+    """A WAV streamed to a pipe carries a placeholder data size (0xFFFFFFFF); it reads, whole."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (tools/install.sh installs it)")
+    src = tmp_path / "src.wav"
+    sf.write(src, _tone(16000, 1.0), 16000)
+    piped = subprocess.run(["ffmpeg", "-v", "error", "-i", str(src), "-f", "wav", "-"], capture_output=True,
+                           check=True).stdout
+    (tmp_path / "piped.wav").write_bytes(piped)
+    assert len(load_audio(tmp_path / "piped.wav")) == 16000
+
+
+def test_truncated_wav_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "t.wav"
+    sf.write(path, _tone(16000, 1.0), 16000, subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioError, match="truncated: the header declares 32000 bytes"):
+        audio.probe(path)
+
+
+def test_cbr_mp3_without_xing_header_is_not_truncated(tmp_path):
+    """Without a Xing header libsndfile only estimates the length (off by the encoder delay)."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (tools/install.sh installs it)")
+    src = tmp_path / "src.wav"
+    sf.write(src, _tone(16000, 3.0), 16000)
+    mp3 = tmp_path / "cbr.mp3"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(src), "-write_xing", "0", "-b:a", "32k", str(mp3)], check=True)
+    assert abs(len(load_audio(mp3)) - 48000) < 1600
