@@ -208,8 +208,9 @@ class Stream:
     def skip_to(self, sample: int) -> list[Event]:
         """Drains the pipeline and jumps its clock to ``sample`` (see `Recognizer.skip_to`)."""
         events: list[Event] = []
-        for frames in self.pipeline.skip_to(sample):
-            events += self.on_frames(frames)
+        for frames in self.pipeline.skip_to(sample):  # the segment's last frames; the stream goes on
+            for utt in self.tracker.feed(*frames):
+                events += self._final(utt)
         if self._audio is not None:
             self._audio.restart(self.pipeline.queued_end)
         return events

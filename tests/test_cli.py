@@ -105,3 +105,15 @@ def test_help_lists_commands():
     assert res.returncode == 0
     for cmd in ("transcribe", "mic", "train", "lm", "models"):
         assert cmd in res.stdout
+
+
+@pytest.mark.parametrize("option", [["--chunk", "1000"], ["--chunk", "0"], ["--chunk", "-1"], ["--chunk", "nan"],
+                                    ["--right", "1e9"], ["--threads", "-1"]])
+def test_out_of_range_options_are_usage_errors(setup, option):
+    """Refused by the config dataclasses before the model loads: one error line, exit 2."""
+    _, model, files = setup
+    res = _run("transcribe", str(files[0]), "--model", str(model), "--no-lm", "--streaming", "cached", *option)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and option[0].strip("-") in lines[0]

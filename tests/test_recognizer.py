@@ -104,3 +104,101 @@ def test_transcript_times_and_duration(model_dir):
 def test_lm_argument_must_exist(model_dir, tmp_path):
     with pytest.raises(ConfigError, match="KenLM"):
         Recognizer.load(model_dir, lm=tmp_path / "missing.binary")
+
+
+def test_channel_first_blocks_read_like_prepare_array(model_dir):
+    rec = Recognizer.load(model_dir, lm=None, two_pass=False)
+    x = _signal(2.0, seed=5)
+    mono, stereo_cn, row = rec.create_stream(), rec.create_stream(), rec.create_stream()
+    for i in range(0, len(x), 4000):
+        block = x[i:i + 4000]
+        rec.feed(mono, block)
+        rec.feed(stereo_cn, np.stack([block, block]))  # (C, N)
+        rec.feed(row, block[None])                       # (1, N)
+    finals = [" ".join(f.text for f in (rec.finish(s) and s.finals)) for s in (mono, stereo_cn, row)]
+    assert stereo_cn.samples_received == row.samples_received == mono.samples_received == len(x)
+    assert finals[1] == finals[2] == finals[0]
+
+
+def test_api_misuse_raises_streamer_errors(model_dir):
+    from streamer.errors import StreamerError
+
+    rec = Recognizer.load(model_dir, lm=None)
+    other = Recognizer.load(model_dir, lm=None)
+    x = _signal(0.5)
+    for rate in (0, -16000, "16000", 16000.5, None):
+        with pytest.raises(StreamerError, match="sample_rate|sample rate"):
+            rec.feed(rec.create_stream(), x, rate)
+    foreign = other.create_stream()
+    for call in (lambda: rec.feed(foreign, x), lambda: rec.decode_stream(foreign), lambda: rec.finish(foreign),
+                 lambda: rec.decode_streams([rec.create_stream(), foreign]), lambda: rec.get_result(foreign)):
+        with pytest.raises(ConfigError, match="another Recognizer"):
+            call()
+    with pytest.raises(ConfigError, match="RecognizerConfig fields"):
+        Recognizer.load(model_dir, lm=None, beam_width=8)
+
+
+def test_config_ranges_shared_by_cli_and_api():
+    from streamer.recognizer import RecognizerConfig
+
+    for bad in (1000.0, 0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="chunk"):
+            StreamingConfig.from_seconds("window", bad)
+    with pytest.raises(ConfigError, match="right"):
+        StreamingConfig.from_seconds("window", 0.64, right=1e9)
+    with pytest.raises(ConfigError, match="left"):
+        StreamingConfig.from_seconds("cached", 0.64, left=-1.0)
+    with pytest.raises(ConfigError, match="chunk"):
+        StreamingConfig("window", 501, 0, 0)
+    for threads in (-1, 0, 10**6, 2.5):
+        with pytest.raises(ConfigError, match="threads"):
+            RecognizerConfig(threads=threads)
+    assert StreamingConfig.from_seconds("window", 10.0).chunk_frames == 500
+
+
+def test_results_are_on_the_stream_clock_across_a_skip(model_dir):
+    """Input gating: after skip_to, times continue on the input's clock and the gap ends the utterance."""
+    rec = Recognizer.load(model_dir, lm=None, streaming=StreamingConfig.from_seconds("cached", 0.32),
+                          endpoint=EndpointConfig(silence_after_speech=0.5, silence_before_speech=0.5), two_pass=True)
+    x = _signal(1.5, seed=6)
+    s = rec.create_stream()
+    rec.feed(s, x)
+    rec.skip_to(s, 16000 * 60 + 123)  # one minute held back by a gate
+    assert abs(s.time - (60 + 123 / 16000)) < 1e-9
+    rec.feed(s, x)
+    rec.finish(s)
+    assert s.done and s.finals
+    late = [f for f in s.finals if f.start >= 60.0]
+    assert late, [(f.start, f.end) for f in s.finals]
+    for f in late:
+        assert 60.0 <= f.start < f.end <= 60.0 + 1.5 + 0.03
+        assert all(60.0 <= w.start <= w.end <= f.end + 0.03 for w in f.words)
+    assert all(f.end <= 1.5 + 1.0 for f in s.finals if f.start < 60.0)
+
+
+def test_vad_flags_drive_the_one_endpointer(model_dir):
+    """With speech flags, an utterance only ends after frames the VAD calls non-speech (rule 'both')."""
+    rec = Recognizer.load(model_dir, lm=None, endpoint=EndpointConfig(silence_after_speech=0.2,
+                                                                       silence_before_speech=0.2), two_pass=False)
+    x = _signal(4.0, seed=8)
+    plain, flagged = rec.create_stream(), rec.create_stream()
+    flagged.accept_speech_flags(0, np.ones(rec.grid.num_frames(len(x)) + 10, dtype=bool))  # speech throughout
+    for s in (plain, flagged):
+        rec.feed(s, x)
+        rec.finish(s)
+    assert len(flagged.finals) <= 1 and len(plain.finals) >= len(flagged.finals)
+    assert " ".join(f.text for f in flagged.finals).replace(" ", "") == \
+        " ".join(f.text for f in plain.finals).replace(" ", "")
+
+
+def test_two_pass_audio_is_bounded_by_the_utterance(model_dir):
+    rec = Recognizer.load(model_dir, lm=None, streaming=StreamingConfig.from_seconds("cached", 0.32),
+                          endpoint=EndpointConfig(max_utterance=1.0), two_pass=True)
+    s = rec.create_stream()
+    x = _signal(1.0, seed=9)
+    held = []
+    for _ in range(8):
+        rec.feed(s, x)
+        held.append(len(s._audio))
+    assert len(s.finals) >= 4
+    assert max(held) <= 16000 * (1.0 + 0.32 + 1.0) + 400  # utterance + a chunk + a block of look-ahead
