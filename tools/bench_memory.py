@@ -1,13 +1,21 @@
 #!/usr/bin/env python3
-"""Memory of offline transcription vs file length: windowed inference keeps it bounded.
+"""Memory vs audio length: offline windows and long-running streams both keep it bounded.
 
-Writes synthetic FLAC files of increasing length (speech-like noise bursts), transcribes each in a
-fresh subprocess, and prints the peak resident memory (RSS) of each run side by side, with the
-growth from the shortest to the longest file. For contrast it also measures one whole-file forward
-(no windows) on the shortest file only, the way an unbounded implementation would work.
+Offline rows: writes synthetic FLAC files of increasing length (speech-like noise bursts),
+transcribes each in a fresh subprocess, and prints the peak resident memory (RSS) of each run side by
+side, with the growth from the shortest to the longest file. For contrast it also measures one
+whole-file forward (no windows) on the shortest file only, the way an unbounded implementation
+would work.
+
+Stream rows (``--stream-minutes``): one `Stream` fed the same kind of signal in 100-ms blocks for
+that many simulated minutes, in a fresh subprocess per combination of streaming mode (window,
+cached) and two-pass setting; the current RSS and the compute time are sampled after every audio
+minute. Bounded means: RSS flat after the first minute, and the same time per audio minute at the
+end as at the start.
 
     python tools/bench_memory.py                        # 1, 5 and 30 minutes, random-weight demo-small model
     python tools/bench_memory.py --minutes 1 10 --model demo-en
+    nice -n 10 python tools/bench_memory.py --model demo-en --threads 1 --minutes --stream-minutes 60
 """
 
 from __future__ import annotations
@@ -43,6 +51,70 @@ print(json.dumps({"duration": duration, "loaded_mb": loaded / 1024, "peak_mb": p
 """
 
 
+STREAM_CHILD = r"""
+import json, os, sys, time
+import numpy as np, torch
+torch.set_num_threads(int(sys.argv[5]))
+from streamer.recognizer import Recognizer
+from streamer.streaming import StreamingConfig
+sys.path.insert(0, sys.argv[6])
+from bench_memory import signal_block
+model, mode, two_pass, minutes = sys.argv[1], sys.argv[2], sys.argv[3] == "1", int(sys.argv[4])
+page = os.sysconf("SC_PAGE_SIZE")
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * page / 2**20
+rec = Recognizer.load(model, lm=None, streaming=StreamingConfig.from_seconds(mode, 0.64), two_pass=two_pass)
+stream = rec.create_stream()
+rng = np.random.default_rng(0)
+block, per_minute = 1600, 60 * 16000
+for m in range(minutes):
+    t = time.perf_counter()
+    finals = 0
+    for i in range(0, per_minute, block):
+        finals += sum(type(e).__name__ == "Final" for e in rec.feed(stream, signal_block(rng, m * per_minute + i, block)))
+    print(json.dumps({"minute": m + 1, "rss_mb": rss_mb(), "seconds": time.perf_counter() - t, "finals": finals}),
+          flush=True)
+rec.finish(stream)
+"""
+
+
+def signal_block(rng: np.random.Generator, start: int, n: int) -> np.ndarray:
+    """Samples ``start .. start + n`` of the benchmark signal: noise bursts at 0.7 Hz (on/off), 16 kHz."""
+    x = rng.standard_normal(n).astype(np.float32) * 0.05
+    env = (np.sin((start + np.arange(n)) / 16000 * 2 * np.pi * 0.7) > 0).astype(np.float32)
+    return x * env
+
+
+def stream_rows(model: str, minutes: int, threads: int) -> None:
+    """Runs and prints the stream rows (see the module docstring)."""
+    here = str(Path(__file__).resolve().parent)
+    results = []
+    for mode in ("window", "cached"):
+        for two_pass in (False, True):
+            name = f"stream {mode}, two-pass {'on' if two_pass else 'off'}"
+            proc = subprocess.Popen([sys.executable, "-c", STREAM_CHILD, model, mode, str(int(two_pass)), str(minutes),
+                                     str(threads), here], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            samples = []
+            for line in proc.stdout:
+                d = json.loads(line)
+                samples.append(d)
+                print(f"{name}: minute {d['minute']:3d}  RSS {d['rss_mb']:7.1f} MB  {d['seconds']:6.2f} s "
+                      f"compute  {d['finals']} finals", flush=True)
+            if proc.wait() != 0:
+                sys.exit(f"{name} failed:\n{proc.stderr.read()[-2000:]}")
+            results.append((name, samples))
+    print("\n| stream | minutes | RSS after min 1 (MB) | RSS at end (MB) | growth after min 1 (MB) | "
+          "max RSS (MB) | s per audio min: first 5 | last 5 | last/first |\n|---|---|---|---|---|---|---|---|---|")
+    for name, s in results:
+        first = sorted(x["seconds"] for x in s[1:6] or s[:1])
+        last = sorted(x["seconds"] for x in s[-5:])
+        f_med, l_med = first[len(first) // 2], last[len(last) // 2]
+        rss = [x["rss_mb"] for x in s]
+        print(f"| {name} | {len(s)} | {rss[0]:.1f} | {rss[-1]:.1f} | {rss[-1] - rss[0]:+.1f} | {max(rss):.1f} | "
+              f"{f_med:.2f} | {l_med:.2f} | {l_med / f_med:.2f} |")
+
+
 def write_signal(path: Path, minutes: float, seed: int = 0) -> None:
     """Speech-like bursts of filtered noise with pauses, written block by block (bounded memory here too)."""
     import soundfile as sf
@@ -53,15 +125,15 @@ def write_signal(path: Path, minutes: float, seed: int = 0) -> None:
         written = 0
         while written < total:
             n = min(16000 * 10, total - written)
-            x = rng.standard_normal(n).astype(np.float32) * 0.05
-            env = (np.sin(np.arange(n) / 16000 * 2 * np.pi * 0.7) > 0).astype(np.float32)
-            f.write(x * env)
+            f.write(signal_block(rng, written, n))
             written += n
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--minutes", type=float, nargs="+", default=[1, 5, 30])
+    p.add_argument("--minutes", type=float, nargs="*", default=[1, 5, 30],
+                   help="offline file lengths (none: skip the offline rows)")
+    p.add_argument("--stream-minutes", type=int, default=0, help="simulated minutes through one stream (0: skip)")
     p.add_argument("--model", help="model to use (default: a random-weight demo-small model)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
@@ -79,6 +151,10 @@ def main() -> None:
             m = Wav2Vec2CTC(demo_small_config())
             m.reset_parameters()
             model = str(save_checkpoint(tmpdir / "model", m.eval(), english_characters()))
+        if args.stream_minutes:
+            stream_rows(model, args.stream_minutes, args.threads)
+        if not args.minutes:
+            return
         rows = []
         for minutes in sorted(args.minutes):
             path = tmpdir / f"{minutes:g}min.flac"

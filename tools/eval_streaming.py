@@ -19,11 +19,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
+from streamer.decoding.beam import DecoderConfig
 from streamer.metrics import corpus_rates, word_errors
 from streamer.recognizer import Recognizer
 from streamer.results import Final, Partial
@@ -134,19 +135,13 @@ def main() -> None:
 
     if "decoders" in args.tables:
         rows = []
-        for name, kw in (("greedy", dict(lm=None)), (f"beam {args.beam}", dict(lm=None, hotwords=("",))),
-                         (f"beam {args.beam} + LM", dict(lm="auto", beam_width=args.beam))):
-            if name.startswith("beam") and "hotwords" in kw:
-                # a beam search without an LM: no LM file, an empty hotword list would be greedy
-                from streamer.decoding.beam import DecoderConfig
-                from streamer.recognizer import RecognizerConfig
-                base = Recognizer.load(args.model, lm=None)
-                rec = Recognizer(base.checkpoint, RecognizerConfig(decoder=DecoderConfig(beam_width=args.beam)))
-            else:
-                rec = Recognizer.load(args.model, **kw)
-                if name.endswith("LM") and rec.decoder_name != "beam+lm":
-                    print(f"{args.model} ships no LM: skipping '{name}'")
-                    continue
+        beam = DecoderConfig(beam_width=args.beam)
+        for name, kw in (("greedy", dict(lm=None)), (f"beam {args.beam}", dict(lm=None, search="beam", decoder=beam)),
+                         (f"beam {args.beam} + LM", dict(lm="auto", decoder=beam))):
+            rec = Recognizer.load(args.model, **kw)
+            if name.endswith("LM") and rec.decoder_name != "beam+lm":
+                print(f"{args.model} ships no LM: skipping '{name}'")
+                continue
             hyps, sec = run_files(rec, waves)
             rows.append((name, score(refs, hyps, sec)))
         g = rows[0][1].wer
@@ -170,7 +165,8 @@ def main() -> None:
                       f"{st['commit_delay_p90']:.2f} |")
 
     if "hotwords" in args.tables:
-        rec = Recognizer.load(args.model, lm="auto", beam_width=args.beam)
+        beam = DecoderConfig(beam_width=args.beam)
+        rec = Recognizer.load(args.model, lm="auto", decoder=beam)
         if rec.decoder_name != "beam+lm":
             print("no LM: hotword table skipped")
             return
@@ -188,7 +184,7 @@ def main() -> None:
         fixed = 0
         print(f"\nhotwords: {len(cases)} utterances where beam+LM misses a word the LM does not know")
         for ref, wave, word, errs in cases[:20]:
-            boosted = Recognizer.load(args.model, lm="auto", beam_width=args.beam, hotwords=(word,))
+            boosted = Recognizer.load(args.model, lm="auto", decoder=replace(beam, hotwords=(word,)))
             hyp = boosted.transcribe(wave).text
             ok = word in hyp.split()
             fixed += ok
