@@ -13,8 +13,15 @@ Compute per second of audio (real-time factor, RTF = compute seconds / audio sec
 at chunk sizes 0.32 / 0.64 / 1.0 s, with the algorithmic latency of each setting. Default model: the
 XLSR-53-large architecture with random weights (a causal positional conv for the cached rows).
 
+Batched streams (``--streams 1 4 16``): N streams of different lengths fed in 100-ms blocks, decoded
+one by one (`Recognizer.decode_stream`, one encoder forward per stream and step) and together
+(`Recognizer.decode_streams`, one forward with B = ready streams), in window and cached mode, with
+the speed-up and a check that both give the same text. Model: ``--batch-model`` (default the bundled
+demo-en, which must have a causal positional conv for the cached rows), greedy decoding.
+
     python tools/bench_streaming.py --threads 1 --seconds 8
     python tools/bench_streaming.py --model demo-en --seconds 20
+    python tools/bench_streaming.py --threads 1 --chunks --streams 1 4 16 --seconds 10
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import time
 import torch
 
 from streamer.constants import SAMPLE_RATE
+from streamer.grid import XLSR_GRID
 from streamer.model import EncoderConfig, Wav2Vec2CTC, xlsr53_large_config
 from streamer.streaming import StreamingConfig, StreamingEncoder
 
@@ -46,7 +54,50 @@ def naive_window(model: Wav2Vec2CTC, x: torch.Tensor, cfg: StreamingConfig) -> N
     for start in range(0, frames, n):
         lo = max(0, start - left)
         hi = min(frames, start + n + right)
-        model(x[lo * 320: hi * 320 + 80][None])
+        model(x[XLSR_GRID.samples(lo): XLSR_GRID.span_samples(hi)][None])
+
+
+def _drive(rec, signals: list, batched: bool, block: int = 1600) -> list[str]:
+    """Feeds every signal in blocks to its own stream, decoding per block; returns each stream's text."""
+    streams = [rec.create_stream() for _ in signals]
+    for start in range(0, max(len(x) for x in signals) + block, block):
+        for x, st in zip(signals, streams):
+            if start < len(x):
+                st.accept_waveform(x[start:start + block])
+            elif start < len(x) + block:
+                st.input_finished()
+        if batched:
+            rec.decode_streams(streams)
+        else:
+            for st in streams:
+                rec.decode_stream(st)
+    return [" ".join(f.text for f in st.finals) for st in streams]
+
+
+def batch_rows(model: str, counts: list[int], seconds: float, chunk: float, repeats: int) -> None:
+    """decode_streams vs one decode_stream per stream, for each stream count (see the module docstring)."""
+    from streamer.recognizer import Recognizer
+
+    print(f"\nbatched streams: model {model}, greedy, {chunk:.2f}-s chunks, ~{seconds:.0f} s per stream, "
+          f"best of {repeats}")
+    print("\n| mode | streams | audio (s) | one by one: RTF | decode_streams: RTF | speed-up | same text |"
+          "\n|---|---|---|---|---|---|---|")
+    for mode in ("window", "cached"):
+        rec = Recognizer.load(model, lm=None, streaming=StreamingConfig.from_seconds(mode, chunk), two_pass=False)
+        for n in counts:
+            gen = torch.Generator().manual_seed(n)
+            signals = [(torch.randn(int((seconds + 0.37 * i) * SAMPLE_RATE), generator=gen) * 0.1).numpy()
+                       for i in range(n)]
+            audio = sum(len(x) for x in signals) / SAMPLE_RATE
+            texts: dict[bool, list[str]] = {}
+
+            def run(batched: bool) -> None:
+                texts[batched] = _drive(rec, signals, batched)
+
+            alone = _timed(lambda: run(False), repeats) / audio
+            together = _timed(lambda: run(True), repeats) / audio
+            print(f"| {mode} | {n} | {audio:.0f} | {alone:.4f} | {together:.4f} | {alone / together:.2f}x | "
+                  f"{'yes' if texts[True] == texts[False] else 'NO'} |", flush=True)
 
 
 def main() -> None:
@@ -54,7 +105,11 @@ def main() -> None:
     p.add_argument("--model", help="checkpoint to measure (default: random-weight XLSR-53-large)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seconds", type=float, default=8.0, help="utterance length")
-    p.add_argument("--chunks", type=float, nargs="+", default=[0.32, 0.64, 1.0])
+    p.add_argument("--chunks", type=float, nargs="*", default=[0.32, 0.64, 1.0],
+                   help="chunk sizes of the mode rows (none: skip them)")
+    p.add_argument("--streams", type=int, nargs="*", default=[], help="stream counts of the batched rows")
+    p.add_argument("--batch-model", default="demo-en", help="model of the batched rows")
+    p.add_argument("--batch-chunk", type=float, default=0.64, help="chunk of the batched rows (s)")
     p.add_argument("--left", type=float, default=1.28, help="window-mode left context (s)")
     p.add_argument("--right", type=float, default=0.32, help="window-mode look-ahead (s)")
     p.add_argument("--left-chunks", type=int, default=4, help="cached-mode left context (chunks)")
@@ -62,6 +117,10 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.streams:
+        batch_rows(args.batch_model, args.streams, args.seconds, args.batch_chunk, args.repeats)
+    if not args.chunks:
+        return
     if args.model:
         from streamer.checkpoint import load_checkpoint
         base = load_checkpoint(args.model).model
@@ -84,7 +143,7 @@ def main() -> None:
         t_naive = _timed(lambda: naive_window(base, x, w), args.repeats) / audio
         t_win = _timed(lambda: enc_w.run(x), args.repeats) / audio
         t_cached = _timed(lambda: enc_k.run(x), args.repeats) / audio
-        ctx = f"L {w.left_frames * 0.02:.2f} s, R {w.right_frames * 0.02:.2f} s"
+        ctx = f"L {XLSR_GRID.seconds(w.left_frames):.2f} s, R {XLSR_GRID.seconds(w.right_frames):.2f} s"
         rows += [("window-naive", f"{c:.2f}", ctx, t_naive, w.latency_seconds),
                  ("window", f"{c:.2f}", ctx, t_win, w.latency_seconds),
                  ("cached", f"{c:.2f}", f"{k.left_chunks} chunks cache", t_cached, k.latency_seconds)]
