@@ -1,6 +1,6 @@
 """Endpointing: deciding where an utterance ends, as pure logic over per-frame flags.
 
-The detector sees one boolean per encoder frame (FRAME_SECONDS = 0.02 s): whether the frame's best
+The detector sees one boolean per encoder frame (20 ms on the XLSR grid, `streamer.grid`): whether the frame's best
 CTC token is the blank, and optionally whether a voice-activity detector heard speech in it. From
 these it decides that the utterance has ended; the recognizer then finalizes the decoder state and
 starts a new utterance with the frames that follow.
@@ -24,7 +24,7 @@ endpoint is the first frame at which one holds:
 3. ``max_utterance``: ``i + 1 >= max_frames`` (the utterance reached its maximum length).
 
 When several hold at the same frame, the reason reported is the first in this list. Seconds are
-converted to frames with ``round(seconds / FRAME_SECONDS)`` (1.2 s -> 60 frames).
+converted to frames with `FrameGrid.frames_in` (``round(seconds / 0.02)``: 1.2 s -> 60 frames).
 
 Example::
 
@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from streamer.constants import FRAME_SECONDS
 from streamer.errors import ConfigError
+from streamer.grid import XLSR_GRID
 
 #: The reason names reported in `EndpointState.reason`.
 REASONS = ("silence_after_speech", "silence_before_speech", "max_utterance")
@@ -71,9 +71,9 @@ class EndpointConfig:
         for name in ("silence_before_speech", "silence_after_speech", "max_utterance"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or round(value / FRAME_SECONDS) < 1:
-                raise ConfigError(f"endpoint.{name}: expected seconds >= {FRAME_SECONDS / 2} "
-                                  f"(at least one {FRAME_SECONDS} s frame), found {value!r}")
+                    or XLSR_GRID.frames_in(value) < 1:
+                raise ConfigError(f"endpoint.{name}: expected seconds >= {XLSR_GRID.frame_seconds / 2} "
+                                  f"(at least one {XLSR_GRID.frame_seconds} s frame), found {value!r}")
             object.__setattr__(self, name, float(value))
         if self.vad_rule not in ("both", "either"):
             raise ConfigError(f"endpoint.vad_rule: expected 'both' or 'either', found {self.vad_rule!r}")
@@ -81,17 +81,17 @@ class EndpointConfig:
     @property
     def before_frames(self) -> int:
         """``silence_before_speech`` in frames."""
-        return round(self.silence_before_speech / FRAME_SECONDS)
+        return XLSR_GRID.frames_in(self.silence_before_speech)
 
     @property
     def after_frames(self) -> int:
         """``silence_after_speech`` in frames."""
-        return round(self.silence_after_speech / FRAME_SECONDS)
+        return XLSR_GRID.frames_in(self.silence_after_speech)
 
     @property
     def max_frames(self) -> int:
         """``max_utterance`` in frames."""
-        return round(self.max_utterance / FRAME_SECONDS)
+        return XLSR_GRID.frames_in(self.max_utterance)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "EndpointConfig":

@@ -25,9 +25,11 @@ import numpy as np
 
 from streamer.constants import SAMPLE_RATE
 from streamer.errors import ConfigError, missing_dependency
+from streamer.grid import XLSR_GRID
 
-#: webrtcvad frame length used here, in samples (20 ms at 16 kHz).
-VAD_FRAME_SAMPLES = 320
+#: webrtcvad frame length used here, in samples: one encoder hop (20 ms at 16 kHz, a length webrtcvad
+#: accepts), so VAD frames and encoder frames share the grid.
+VAD_FRAME_SAMPLES = XLSR_GRID.hop_samples
 
 
 @dataclass(frozen=True)
