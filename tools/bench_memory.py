@@ -10,8 +10,8 @@ would work.
 Stream rows (``--stream-minutes``): one `Stream` fed the same kind of signal in 100-ms blocks for
 that many simulated minutes, in a fresh subprocess per combination of streaming mode (window,
 cached) and two-pass setting; the current RSS and the compute time are sampled after every audio
-minute. Bounded means: RSS flat after the first minute, and the same time per audio minute at the
-end as at the start.
+minute. Bounded means: RSS flat after the first minute, and the same compute per audio minute at the
+end as at the start (CPU seconds of the process, which a busy machine disturbs less than wall time).
 
     python tools/bench_memory.py                        # 1, 5 and 30 minutes, random-weight demo-small model
     python tools/bench_memory.py --minutes 1 10 --model demo-en
@@ -69,12 +69,12 @@ stream = rec.create_stream()
 rng = np.random.default_rng(0)
 block, per_minute = 1600, 60 * 16000
 for m in range(minutes):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     finals = 0
     for i in range(0, per_minute, block):
         finals += sum(type(e).__name__ == "Final" for e in rec.feed(stream, signal_block(rng, m * per_minute + i, block)))
-    print(json.dumps({"minute": m + 1, "rss_mb": rss_mb(), "seconds": time.perf_counter() - t, "finals": finals}),
-          flush=True)
+    print(json.dumps({"minute": m + 1, "rss_mb": rss_mb(), "seconds": time.process_time() - c,
+                      "wall": time.perf_counter() - t, "finals": finals}), flush=True)
 rec.finish(stream)
 """
 
@@ -86,28 +86,32 @@ def signal_block(rng: np.random.Generator, start: int, n: int) -> np.ndarray:
     return x * env
 
 
-def stream_rows(model: str, minutes: int, threads: int) -> None:
-    """Runs and prints the stream rows (see the module docstring)."""
+COMBOS = ("window-off", "window-on", "cached-off", "cached-on")
+
+
+def stream_rows(model: str, minutes: int, threads: int, combos: list[str]) -> None:
+    """Runs and prints the stream rows (see the module docstring) for ``<mode>-<two-pass on|off>`` combos."""
     here = str(Path(__file__).resolve().parent)
     results = []
-    for mode in ("window", "cached"):
-        for two_pass in (False, True):
-            name = f"stream {mode}, two-pass {'on' if two_pass else 'off'}"
-            proc = subprocess.Popen([sys.executable, "-c", STREAM_CHILD, model, mode, str(int(two_pass)), str(minutes),
-                                     str(threads), here], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            samples = []
-            for line in proc.stdout:
-                d = json.loads(line)
-                samples.append(d)
-                print(f"{name}: minute {d['minute']:3d}  RSS {d['rss_mb']:7.1f} MB  {d['seconds']:6.2f} s "
-                      f"compute  {d['finals']} finals", flush=True)
-            if proc.wait() != 0:
-                sys.exit(f"{name} failed:\n{proc.stderr.read()[-2000:]}")
-            results.append((name, samples))
+    for combo in combos:
+        mode, two = combo.split("-")
+        two_pass = two == "on"
+        name = f"stream {mode}, two-pass {'on' if two_pass else 'off'}"
+        proc = subprocess.Popen([sys.executable, "-c", STREAM_CHILD, model, mode, str(int(two_pass)), str(minutes),
+                                 str(threads), here], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        samples = []
+        for line in proc.stdout:
+            d = json.loads(line)
+            samples.append(d)
+            print(f"{name}: minute {d['minute']:3d}  RSS {d['rss_mb']:7.1f} MB  {d['seconds']:6.2f} CPU-s "
+                  f"({d['wall']:6.2f} s wall)  {d['finals']} finals", flush=True)
+        if proc.wait() != 0:
+            sys.exit(f"{name} failed:\n{proc.stderr.read()[-2000:]}")
+        results.append((name, samples))
     print("\n| stream | minutes | RSS after min 1 (MB) | RSS at end (MB) | growth after min 1 (MB) | "
-          "max RSS (MB) | s per audio min: first 5 | last 5 | last/first |\n|---|---|---|---|---|---|---|---|---|")
+          "max RSS (MB) | CPU s per audio min: first 5 | last 5 | last/first |\n|---|---|---|---|---|---|---|---|---|")
     for name, s in results:
-        first = sorted(x["seconds"] for x in s[1:6] or s[:1])
+        first = sorted(x["seconds"] for x in s[1:6] or s[:1])  # minute 1 holds start-up costs
         last = sorted(x["seconds"] for x in s[-5:])
         f_med, l_med = first[len(first) // 2], last[len(last) // 2]
         rss = [x["rss_mb"] for x in s]
@@ -134,6 +138,7 @@ def main() -> None:
     p.add_argument("--minutes", type=float, nargs="*", default=[1, 5, 30],
                    help="offline file lengths (none: skip the offline rows)")
     p.add_argument("--stream-minutes", type=int, default=0, help="simulated minutes through one stream (0: skip)")
+    p.add_argument("--combos", nargs="+", choices=COMBOS, default=list(COMBOS), help="stream rows to run")
     p.add_argument("--model", help="model to use (default: a random-weight demo-small model)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
@@ -152,7 +157,7 @@ def main() -> None:
             m.reset_parameters()
             model = str(save_checkpoint(tmpdir / "model", m.eval(), english_characters()))
         if args.stream_minutes:
-            stream_rows(model, args.stream_minutes, args.threads)
+            stream_rows(model, args.stream_minutes, args.threads, args.combos)
         if not args.minutes:
             return
         rows = []
