@@ -190,8 +190,8 @@ def _check_vocabulary_fields(data: Mapping[str, Any], folder: Path) -> None:
     specials = data.get("special_ids", [])
     if not isinstance(specials, list) or any(isinstance(i, bool) or not isinstance(i, int) for i in specials):
         raise bad("special_ids", "a list of integer indices")
-    if not isinstance(data.get("word_delimiter", "|"), str):
-        raise bad("word_delimiter", "a string")
+    if data.get("word_delimiter", "|") is not None and not isinstance(data.get("word_delimiter", "|"), str):
+        raise bad("word_delimiter", "a string or null (no delimiter: Chinese, Japanese, Thai)")
 
 
 def _check_weights_fit(folder: Path, enc: EncoderConfig) -> None:

@@ -1,8 +1,8 @@
 """KenLM n-gram language models for beam-search decoding: building, and reading word lists.
 
-``build_lm`` normalizes a text corpus with `streamer.text.normalize_text` (the same function that
-makes training labels), trains an ARPA model with KenLM's ``lmplz``, converts it with
-``build_binary`` and writes the model's word list beside it::
+``build_lm`` normalizes a text corpus for the model's vocabulary with `streamer.text.normalize_text`
+(the same function that makes its training labels), trains an ARPA model with KenLM's ``lmplz``,
+converts it with ``build_binary`` and writes the model's word list beside it::
 
     lm.binary              the KenLM model (or lm.arpa when the output name ends in .arpa)
     lm.unigrams.txt        its words, one per line, sorted (no <s>, </s>, <unk>)
@@ -10,13 +10,19 @@ makes training labels), trains an ARPA model with KenLM's ``lmplz``, converts it
 pyctcdecode (and so `streamer.decoding.beam.BeamSearchDecoder`) needs that word list with a binary
 model: it decides which words are known and which partial words may still become one.
 
+Any script: the words are whatever the vocabulary writes (Cyrillic, letters with diacritics, ...).
+For a vocabulary without a word delimiter (Chinese, Japanese, Thai: `Vocabulary.per_character`)
+every character is a word of the LM: the corpus lines are written as space-separated characters,
+so the n-grams are character n-grams and the word list is the character list.
+
 ``lmplz`` and ``build_binary`` are not on PyPI as programs; ``tools/build_kenlm.sh`` compiles them
 from the kenlm source distribution into ``$STREAMER_CACHE/kenlm/bin`` (default
 ``~/.cache/streamer/kenlm/bin``). They are looked up there, then on ``PATH``.
 
 Command line (wired as ``streamer lm``)::
 
-    streamer lm build corpus.txt -o lm.binary --order 3 [--prune 0 1 1] [--memory 512M]
+    streamer lm build corpus.txt -o lm.binary --model MODEL --order 3 [--prune 0 1 1] [--memory 512M]
+    streamer lm build corpus.txt -o lm.binary --vocab vocab.json --language ru ...
 """
 
 from __future__ import annotations
@@ -27,12 +33,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 from streamer.errors import ConfigError, StreamerError
 from streamer.text import normalize_text
+from streamer.vocab import Vocabulary, load_vocab_json, model_vocabulary
 
 #: The script that builds lmplz and build_binary.
 BUILD_SCRIPT = "tools/build_kenlm.sh"
@@ -174,12 +181,20 @@ def _arpa_unigrams(lines) -> list[str]:
     return words
 
 
+def lm_line(text: str, vocab: Vocabulary | None = None) -> str:
+    """One corpus line as the LM sees it: normalized for ``vocab`` (None = the bundled English
+    characters); characters separated by spaces for a per-character vocabulary. May be empty."""
+    norm = normalize_text(text, vocab)
+    return " ".join(norm) if vocab is not None and vocab.per_character else norm
+
+
 def build_lm(
     corpus_txt: str | Path,
     out_path: str | Path,
     order: int = 3,
     prune: Sequence[int] = (),
     *,
+    vocab: Vocabulary | None = None,
     discount_fallback: bool = True,
     memory: str = "512M",
     bin_dir: str | Path | None = None,
@@ -187,8 +202,9 @@ def build_lm(
 ) -> BuiltLM:
     """Trains a KenLM model on a text corpus and writes its word list beside it.
 
-    Each line of the corpus is one sentence; it is normalized with ``normalize_text`` (lower case,
-    a-z and apostrophe, digits spelled out) and empty results are skipped.
+    Each line of the corpus is one sentence; it is normalized for the model's vocabulary with
+    ``normalize_text`` (see `lm_line`; English characters when ``vocab`` is None: lower case, a-z
+    and apostrophe, digits spelled out) and empty results are skipped.
 
     Args:
         corpus_txt: UTF-8 text file, one sentence per line.
@@ -197,6 +213,8 @@ def build_lm(
         order: N-gram order, 1 .. MAX_ORDER.
         prune: lmplz ``--prune`` count thresholds per order (first must be 0, non-decreasing,
             at most ``order`` values); empty keeps every n-gram.
+        vocab: The vocabulary of the model the LM is for (labels and LM text normalized alike);
+            None = the bundled English characters. A per-character vocabulary gets a character LM.
         discount_fallback: Pass ``--discount_fallback`` (needed for small or repetitive corpora,
             whose Kneser-Ney discounts cannot be estimated).
         memory: lmplz ``-S`` sorting memory (e.g. ``512M``, ``10%``); lmplz's own default, 80% of
@@ -238,7 +256,7 @@ def build_lm(
         vocabulary: set[str] = set()
         with open(corpus_txt, encoding="utf-8", errors="replace") as src, open(text_path, "w", encoding="utf-8") as dst:
             for line in src:
-                norm = normalize_text(line)
+                norm = lm_line(line, vocab)
                 if norm:
                     words = norm.split()
                     sentences += 1
@@ -296,6 +314,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        "<out stem>.unigrams.txt beside the model.")
     build.add_argument("corpus", type=Path, help="UTF-8 text, one sentence per line")
     build.add_argument("-o", "--output", type=Path, required=True, help="model path (.binary, or .arpa)")
+    source = build.add_mutually_exclusive_group()
+    source.add_argument("--model", help="the model the LM is for (folder or bundled name): its vocabulary "
+                                        "normalizes the text like its training labels (default: English characters)")
+    source.add_argument("--vocab", type=Path, help="the model's vocab.json instead of --model")
+    build.add_argument("--language", help="ISO 639-1 code of the text, for spelling digits (default: the vocabulary's)")
     build.add_argument("--order", type=int, default=3, help="n-gram order (default 3)")
     build.add_argument("--prune", type=int, nargs="+", default=[], metavar="COUNT",
                        help="lmplz --prune thresholds per order, e.g. 0 1 1")
@@ -311,7 +334,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     try:
-        built = build_lm(args.corpus, args.output, order=args.order, prune=args.prune,
+        vocab = (load_vocab_json(args.vocab) if args.vocab is not None
+                 else model_vocabulary(args.model) if args.model is not None else None)
+        if args.model is not None and vocab is None:
+            raise ConfigError(f"lm.model: expected a model with a CTC head, found none in {args.model}")
+        if vocab is not None and args.language:
+            vocab = replace(vocab, language=args.language)
+        built = build_lm(args.corpus, args.output, order=args.order, prune=args.prune, vocab=vocab,
                          discount_fallback=not args.no_discount_fallback, memory=args.memory,
                          bin_dir=args.bin_dir, quantize_bits=args.quantize)
     except StreamerError as err:

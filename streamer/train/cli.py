@@ -9,6 +9,10 @@ Examples::
     streamer train --init-from facebook/wav2vec2-large-xlsr-53 --freeze-feature-encoder \\
         --peak-lr 3e-4 --warmup-steps 500 --grad-accum 4 --train cv/train.tsv --dev cv/dev.tsv --out runs/xlsr
 
+    # a new language the XLSR way: the English demo's encoder, a new CTC head on the Russian text's letters
+    streamer train --init-from models/demo-en --language ru --train data/corpus-ru/train.tsv \\
+        --dev data/corpus-ru/dev.tsv --out runs/xlsr-ru
+
     # several processes (DDP): torchrun --nproc_per_node 2 -m streamer train ...
 """
 
@@ -28,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--preset", default="demo-small", choices=sorted(PRESETS), help="model shape from scratch (default: demo-small)")
     g.add_argument("--init-from", metavar="MODEL", help="pre-trained or fine-tuned wav2vec2/XLSR/streamer folder or hub id to start from; its CTC head is kept when its vocabulary matches (warm restart), else a new head is trained")
+    p.add_argument("--vocab", metavar="VOCAB_JSON", help="output vocabulary (Hugging Face vocab.json); default: the fine-tuning source's when it fits the training text, else built from the training text")
+    p.add_argument("--language", metavar="CODE", help="ISO 639-1 code of the training language (stored with a new vocabulary; digits are spelled in it; a source head for another language is replaced)")
     p.add_argument("--centred-pos-conv", action="store_true", help="centred positional conv (default: causal, for exact cached streaming)")
     p.add_argument("--freeze-feature-encoder", action="store_true", help="keep the conv feature encoder fixed")
     p.add_argument("--max-steps", type=int, default=20000)
@@ -67,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(
         train_manifests=tuple(args.train), dev_manifest=args.dev, out_dir=args.out, preset=args.preset,
-        init_from=args.init_from, causal_pos_conv=not args.centred_pos_conv,
+        init_from=args.init_from, vocab_path=args.vocab, language=args.language, causal_pos_conv=not args.centred_pos_conv,
         freeze_feature_encoder=args.freeze_feature_encoder, max_steps=args.max_steps, peak_lr=args.peak_lr,
         warmup_steps=args.warmup_steps, final_lr_ratio=args.final_lr_ratio,
         time_budget_minutes=args.time_budget_minutes, max_batch_seconds=args.batch_seconds,

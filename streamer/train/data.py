@@ -31,7 +31,7 @@ class Utterance:
 
     path: Path
     text: str
-    """Normalized transcript."""
+    """Transcript, normalized for the model's vocabulary (see `read_manifest`)."""
     duration: float
     """Seconds of audio."""
 
@@ -46,8 +46,16 @@ def _sidecar_lengths(manifest: Path, count: int) -> list[float] | None:
     return None
 
 
-def read_manifest(manifest: str | Path, max_items: int | None = None) -> list[Utterance]:
+def read_manifest(manifest: str | Path, max_items: int | None = None, vocab: Vocabulary | None = None,
+                  normalize: bool = True) -> list[Utterance]:
     """Reads a manifest (see the module docstring) and normalizes its transcripts.
+
+    Args:
+        manifest: The TSV file.
+        max_items: Read at most this many utterances.
+        vocab: The model's vocabulary; transcripts are normalized for it with
+            `streamer.text.normalize_text` (None = the English characters of the bundled models).
+        normalize: False keeps the transcripts as written (to build a vocabulary from them).
 
     Raises:
         ConfigError: The manifest is missing, or a line has no text column or names a missing or
@@ -79,7 +87,7 @@ def read_manifest(manifest: str | Path, max_items: int | None = None) -> list[Ut
             duration = lengths[i]
         else:
             duration = _duration(path, where)
-        out.append(Utterance(path, normalize_text(row[text_col]), duration))
+        out.append(Utterance(path, normalize_text(row[text_col], vocab) if normalize else row[text_col], duration))
         if max_items is not None and len(out) >= max_items:
             break
     return out

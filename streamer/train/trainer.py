@@ -39,7 +39,15 @@ from streamer.model.masks import ChunkAttention
 from streamer.model.model import Wav2Vec2CTC, count_parameters
 from streamer.train.data import BatchIterator, Utterance, collate, length_batches, load_waveform, read_manifest
 from streamer.train.masking import DynamicChunkConfig, SpecAugmentConfig, span_mask
-from streamer.vocab import Vocabulary, english_characters
+from streamer.vocab import (
+    Vocabulary,
+    english_characters,
+    load_vocab_json,
+    model_vocabulary,
+    new_letters,
+    save_vocab_json,
+    vocabulary_from_text,
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,11 @@ class TrainConfig:
     """Model shape for training from scratch (a key of `streamer.model.config.PRESETS`)."""
     init_from: str | None = None
     """Pre-trained checkpoint (folder or hub id) to fine-tune instead of a preset."""
+    vocab_path: str | None = None
+    """Output vocabulary to train (a Hugging Face ``vocab.json``); None = chosen by `choose_vocabulary`."""
+    language: str | None = None
+    """ISO 639-1 code of the training language (stored with a new vocabulary; a fine-tuning source
+    whose vocabulary names another language gets a new CTC head)."""
     causal_pos_conv: bool = True
     """Causal positional conv (needed for exact cached streaming)."""
     freeze_feature_encoder: bool = False
@@ -231,6 +244,49 @@ def lr_at(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
     return cfg.peak_lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+#: Letters rarer than this share of a training text's letters stay out of a vocabulary built from
+#: it (stray foreign letters; Russian's rarest letter, ъ, is about 3e-4).
+VOCAB_MIN_SHARE = 5e-5
+
+
+def choose_vocabulary(cfg: TrainConfig, texts: Sequence[str]) -> tuple[Vocabulary, str]:
+    """The output vocabulary of a new run, and why it was chosen.
+
+    * ``cfg.vocab_path`` given: that ``vocab.json``.
+    * Fine-tuning (``cfg.init_from``) a checkpoint with a CTC head: its vocabulary is kept when it
+      is for the same language (no ``cfg.language``, or an equal or unknown one on the source) and
+      writes every letter of the training text (`streamer.vocab.new_letters`: ``ü`` is new to an
+      a-z head); the head is then kept too (warm restart). Otherwise, as from scratch: a new head.
+    * From scratch: built from the training text (`vocabulary_from_text`, letters under
+      `VOCAB_MIN_SHARE` of the text left out); text with no letter the bundled English vocabulary
+      lacks (`new_letters`) gets that vocabulary, in its order.
+
+    Args:
+        cfg: The run's configuration.
+        texts: The training transcripts as written (not normalized).
+    """
+    if cfg.vocab_path is not None:
+        return load_vocab_json(cfg.vocab_path, language=cfg.language), f"from {cfg.vocab_path}"
+    if cfg.init_from is not None:
+        source = model_vocabulary(cfg.init_from)
+        if source is not None:
+            other_language = cfg.language is not None and source.language not in (None, cfg.language)
+            missing = new_letters(source, texts)
+            if not other_language and not missing:
+                return source, f"the CTC head of {cfg.init_from} (same language)"
+            why = (f"the source is {source.language!r}" if other_language
+                   else f"the source head cannot write {''.join(missing[:20])!r}")
+        else:
+            why = "the source has no CTC head"
+    english = english_characters()
+    if cfg.language in (None, "en") and not new_letters(english, texts):
+        built = english
+    else:
+        built = vocabulary_from_text(texts, language=cfg.language, min_share=VOCAB_MIN_SHARE)
+    origin = f"built from the training text ({len(built)} tokens)"
+    return built, origin if cfg.init_from is None else f"{origin}, new CTC head: {why}"
+
+
 def build_model(cfg: TrainConfig, vocab: Vocabulary) -> Wav2Vec2CTC:
     """The model a run starts from (before any checkpoint is restored)."""
     if cfg.init_from is not None:
@@ -348,7 +404,15 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> TrainSummary:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    vocab = english_characters()
+    saved_vocab = out / "vocabulary.json"  # the run's vocabulary, fixed at its start (resumes reuse it)
+    if saved_vocab.is_file():
+        vocab, origin = Vocabulary.from_dict(json.loads(saved_vocab.read_text(encoding="utf-8"))), f"from {saved_vocab}"
+    else:
+        raw = [u.text for m in cfg.train_manifests for u in read_manifest(m, normalize=False)]
+        vocab, origin = choose_vocabulary(cfg, raw)
+        if dist.main:
+            saved_vocab.write_text(json.dumps(vocab.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+            save_vocab_json(vocab, out / "vocab.json")
     model = build_model(cfg, vocab)
     if cfg.freeze_feature_encoder:
         for p in model.feature_extractor.parameters():
@@ -358,14 +422,14 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> TrainSummary:
     def read_train_set() -> tuple[list[Utterance], int]:
         found: list[Utterance] = []
         for m in cfg.train_manifests:
-            found.extend(read_manifest(m))
+            found.extend(read_manifest(m, vocab=vocab))
         kept = _filter(found, cfg, vocab)
         if not kept:
             raise ConfigError(f"training set: no usable utterance among {len(found)} (too long, empty text, or too many labels for their frames)")
         return kept, len(found)
 
     train_set, before = read_train_set()
-    dev_set = read_manifest(cfg.dev_manifest)[: cfg.eval_max_utterances] if cfg.dev_manifest else []
+    dev_set = read_manifest(cfg.dev_manifest, vocab=vocab)[: cfg.eval_max_utterances] if cfg.dev_manifest else []
 
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.peak_lr, betas=(0.9, 0.98), eps=1e-8)
     state: dict[str, Any] = {"step": 0, "epoch": 0, "position": 0, "audio_seconds": 0.0, "train_seconds": 0.0,
@@ -385,7 +449,7 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> TrainSummary:
         print(f"model: {count_parameters(model) / 1e6:.2f}M parameters; training set: {len(train_set)} utterances, "
               f"{hours:.2f} h ({before - len(train_set)} skipped); dev: {len(dev_set)} utterances; device {device}, "
               f"{dist.world} process(es), {torch.get_num_threads()} threads, "
-              f"bf16 autocast {'on' if use_amp else 'off'}", flush=True)
+              f"bf16 autocast {'on' if use_amp else 'off'}; vocabulary: {origin}", flush=True)
 
     net: nn.Module = model
     if dist.world > 1:
@@ -423,7 +487,8 @@ def train(cfg: TrainConfig, show_progress: bool = True) -> TrainSummary:
             wer_c, _ = evaluate(model, dev_set, vocab, device, chunk=ChunkAttention(32, 4, 1))
         res = EvalResult(state["step"], wer, cer, wer_c, len(dev_set))
         state["history"].append(dataclasses.asdict(res))
-        if state["best"] is None or wer < state["best"]["wer"]:
+        key = "cer" if vocab.per_character else "wer"  # words are characters there: score per character
+        if state["best"] is None or getattr(res, key) < state["best"][key]:
             state["best"] = dataclasses.asdict(res)
             save_checkpoint(out / "best", model, vocab, {"training": cfg.to_dict(), "step": state["step"],
                                                          "dev": dataclasses.asdict(res)})
