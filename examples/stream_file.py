@@ -6,24 +6,29 @@
 """
 
 import argparse
+from dataclasses import replace
 
 import streamer
 from streamer.audio import load_audio
+from streamer.grid import XLSR_GRID
 
 
 def get_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file")
     p.add_argument("--model", default="demo-en")
-    p.add_argument("--mode", choices=["window", "cached"], default="window")
-    p.add_argument("--chunk", type=float, default=0.64, help="seconds of audio per encoder step")
+    p.add_argument("--mode", choices=["window", "cached"], help="streaming mode (default: the library's, window)")
+    p.add_argument("--chunk", type=float, help="seconds of audio per encoder step (default: the library's, 0.64)")
     p.add_argument("--no-lm", action="store_true")
     return p.parse_args()
 
 
 def create_recognizer(args: argparse.Namespace) -> streamer.Recognizer:
-    return streamer.load(args.model, lm=None if args.no_lm else "auto",
-                         streaming=streamer.StreamingConfig.from_seconds(args.mode, args.chunk))
+    config = streamer.RecognizerConfig()  # the defaults; replace only what was asked for
+    if args.mode or args.chunk:
+        chunk = args.chunk or XLSR_GRID.seconds(config.streaming.chunk_frames)
+        config = replace(config, streaming=streamer.StreamingConfig.from_seconds(args.mode or "window", chunk))
+    return streamer.Recognizer.load(args.model, config, lm=None if args.no_lm else "auto")
 
 
 def main() -> None:

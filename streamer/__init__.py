@@ -4,7 +4,8 @@
     rec = streamer.load()                        # the bundled demo-en model (+ its language model)
     print(rec.transcribe("examples/hello.wav").text)
 
-See `streamer.recognizer` for live streams (`Recognizer.create_stream`).
+See `streamer.recognizer` for live streams (`Recognizer.create_stream`, `Recognizer.decode_streams`);
+options live in `RecognizerConfig` (``streamer.load(model, streaming=..., two_pass=..., lm=...)`` fills one).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ _LAZY = {
     "RecognizerConfig": "streamer.recognizer",
     "Stream": "streamer.recognizer",
     "StreamingConfig": "streamer.streaming",
+    "DecoderConfig": "streamer.decoding.beam",
+    "EndpointConfig": "streamer.endpoint",
+    "WindowConfig": "streamer.offline",
     "StreamingEncoder": "streamer.streaming",
     "Word": "streamer.results",
     "Segment": "streamer.results",
