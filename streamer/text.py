@@ -173,3 +173,13 @@ def normalize_text(text: str, vocab: "Vocabulary | None" = None, *, language: st
         The normalized text, possibly empty.
     """
     return normalizer_for(vocab, language)(text)
+
+
+def decoder_words(text: str, vocab: "Vocabulary") -> str:
+    """Text as the beam search and the language model see it: `normalize_text` for ``vocab``, and for
+    a per-character vocabulary its characters separated by spaces (each character is a word).
+
+    LM text (`streamer.decoding.lm.build_lm`) and hotwords go through this one function.
+    """
+    norm = normalize_text(text, vocab)
+    return " ".join(norm) if vocab.per_character else norm

@@ -362,3 +362,17 @@ def test_fine_tuning_in_the_language(language, tmp_path):
     best = load_checkpoint(tmp_path / "run" / "best")
     assert best.vocab.language == language and best.vocab.per_character == (language == "zh")
     assert best.vocab.tokens == tuple(sorted(saved, key=saved.__getitem__))
+
+
+def test_hotwords_go_through_the_vocabulary_normalization():
+    from streamer.decoding.beam import BeamSearchDecoder, DecoderConfig
+
+    no_yo = Vocabulary(tuple(t for t in _hf_vocab("ru") if t != "ё"), blank_id=0, unk_id=3, special_ids=(1, 2))
+    logits = _spelling_logits(no_yo, "елка", swap=("елка", "елко"))
+    logging.disable(logging.WARNING)
+    try:
+        plain = BeamSearchDecoder(no_yo, DecoderConfig(beam_width=16)).decode(logits).text
+        boosted = BeamSearchDecoder(no_yo, DecoderConfig(beam_width=16, hotwords=("Ёлка!",))).decode(logits).text
+    finally:
+        logging.disable(logging.NOTSET)
+    assert (plain, boosted) == ("елко", "елка")  # 'Ёлка!' is boosted as the vocabulary writes it

@@ -82,6 +82,7 @@ from streamer.constants import FRAME_SECONDS
 from streamer.decoding.base import LOGP_FLOOR, MIN_TOKEN_PROB, as_log_probs, log_softmax, make_partial  # noqa: F401
 from streamer.errors import ConfigError, MissingDependencyError
 from streamer.results import Final, Partial, Word
+from streamer.text import decoder_words
 from streamer.vocab import Vocabulary
 
 _PLACEHOLDER = re.compile("\u2047\\d+")  # Vocabulary.labels() renders non-blank specials as '⁇N'
@@ -361,8 +362,10 @@ class BeamSearchDecoder:
                 "with: pip install 'streamer[lm]' && pip install --no-deps pyctcdecode==0.5.0  (see tools/install.sh)"
             ) from err
         cfg = self.config
-        self._hotwords = HotwordScorer.build_scorer(list(cfg.hotwords), weight=cfg.hotword_weight)
-        self._hot_words = frozenset(w for phrase in cfg.hotwords for w in phrase.split())
+        # Hotwords are normalized for the vocabulary like labels and LM text ('Ёлка' -> 'елка' without ё).
+        hotwords = [w for w in (decoder_words(h, vocab) for h in cfg.hotwords) if w]
+        self._hotwords = HotwordScorer.build_scorer(hotwords, weight=cfg.hotword_weight)
+        self._hot_words = frozenset(w for phrase in hotwords for w in phrase.split())
         self._lm = _load_language_model(cfg) if cfg.lm_path is not None else None
         self._history = max(1, self._lm.order - 1) if self._lm is not None else 1
         self._partial_score = _partial_word_scorer(self._lm, self._hotwords, self._PARTIAL_CACHE_SIZE)

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Sequence
 
 from streamer.errors import ConfigError, StreamerError
-from streamer.text import normalize_text
-from streamer.vocab import Vocabulary, load_vocab_json, model_vocabulary
+from streamer.text import decoder_words
+from streamer.vocab import Vocabulary, english_characters, load_vocab_json, model_vocabulary
 
 #: The script that builds lmplz and build_binary.
 BUILD_SCRIPT = "tools/build_kenlm.sh"
@@ -181,13 +181,6 @@ def _arpa_unigrams(lines) -> list[str]:
     return words
 
 
-def lm_line(text: str, vocab: Vocabulary | None = None) -> str:
-    """One corpus line as the LM sees it: normalized for ``vocab`` (None = the bundled English
-    characters); characters separated by spaces for a per-character vocabulary. May be empty."""
-    norm = normalize_text(text, vocab)
-    return " ".join(norm) if vocab is not None and vocab.per_character else norm
-
-
 def build_lm(
     corpus_txt: str | Path,
     out_path: str | Path,
@@ -203,7 +196,7 @@ def build_lm(
     """Trains a KenLM model on a text corpus and writes its word list beside it.
 
     Each line of the corpus is one sentence; it is normalized for the model's vocabulary with
-    ``normalize_text`` (see `lm_line`; English characters when ``vocab`` is None: lower case, a-z
+    `streamer.text.decoder_words` (English characters when ``vocab`` is None: lower case, a-z
     and apostrophe, digits spelled out) and empty results are skipped.
 
     Args:
@@ -256,7 +249,7 @@ def build_lm(
         vocabulary: set[str] = set()
         with open(corpus_txt, encoding="utf-8", errors="replace") as src, open(text_path, "w", encoding="utf-8") as dst:
             for line in src:
-                norm = lm_line(line, vocab)
+                norm = decoder_words(line, vocab if vocab is not None else english_characters())
                 if norm:
                     words = norm.split()
                     sentences += 1
