@@ -232,7 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(m)
     m.add_argument("--device", help="input device index or name (default: the system's default input)")
     m.add_argument("--vad", type=int, default=2, choices=[0, 1, 2, 3], help="webrtcvad aggressiveness (default: 2)")
-    m.add_argument("--no-vad", action="store_true", help="feed every block, no voice activity detection")
+    m.add_argument("--no-vad", action="store_true", help="no voice activity detection: endpoints from blanks only")
+    m.add_argument("--no-gate", action="store_true",
+                   help="decode long silences too (the VAD's speech flags still feed the endpointer)")
     m.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     m.add_argument("--endpoint", choices=["fast", "default", "slow"],
                    help="endpoint preset: how much silence ends an utterance (default: 'default', 1.2 s)")

@@ -99,6 +99,7 @@ def run_mic(args: argparse.Namespace, rec: Any, out: TextIO = sys.stdout) -> int
         raise ConfigError(f"mic: expected the VAD frame ({VAD_FRAME_SAMPLES} samples) to equal the model's hop, "
                           f"found a hop of {rec.grid.hop_samples} samples; use --no-vad")
     vstate = gate.new_state() if gate else None
+    gating = not getattr(args, "no_gate", False)
     printer = LivePrinter(out)
     stream = rec.create_stream()  # the whole session: its clock is the microphone's
 
@@ -114,17 +115,21 @@ def run_mic(args: argparse.Namespace, rec: Any, out: TextIO = sys.stdout) -> int
         if gate is None:
             show(rec.feed(stream, block))
             return
+        captured = block
         while True:
             first_frame = vstate.position // VAD_FRAME_SAMPLES
             vstate, passed = gate.process(vstate, block)
             block = block[:0]
             stream.accept_speech_flags(first_frame, passed.speech)
-            if passed.start is not None and passed.start > stream.samples_received:
-                show(rec.skip_to(stream, passed.start))  # the silence the gate held back
-            if len(passed.audio):
-                show(rec.feed(stream, passed.audio))
+            if gating:
+                if passed.start is not None and passed.start > stream.samples_received:
+                    show(rec.skip_to(stream, passed.start))  # the silence the gate held back
+                if len(passed.audio):
+                    show(rec.feed(stream, passed.audio))
             if not gate.pending(vstate):
                 break
+        if not gating:  # everything is decoded; the VAD only informs the endpointer
+            show(rec.feed(stream, captured))
 
     t0 = time.monotonic()
     print(f"listening ({rec.decoder_name}, {rec.config.streaming.mode} mode, "
