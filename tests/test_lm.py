@@ -146,3 +146,19 @@ def test_quantized_trie_scores_like_probing(kenlm_tools, tmp_path):
     a, b = kenlm.Model(str(probing.path)), kenlm.Model(str(trie.path))
     for sentence in ["the dog sat on the log", "the cat ran home", "four degrees said the mat"]:
         assert abs(a.score(sentence) - b.score(sentence)) < 0.05  # 8-bit quantization error, log10 units
+
+
+def test_build_for_a_vocabulary_json_in_another_script(kenlm_tools, tmp_path, capsys):
+    from streamer.vocab import save_vocab_json, vocabulary_from_text
+
+    text = ["Мама мыла раму дома, 2 раза.", "Ёжик в тумане."]
+    vocab = vocabulary_from_text(text)  # no language stored: digits are spelled only with --language
+    save_vocab_json(vocab, tmp_path / "vocab.json")
+    corpus = tmp_path / "ru.txt"
+    corpus.write_text("\n".join(text) + "\n", encoding="utf-8")
+    out = tmp_path / "lm.arpa"
+    assert main(["build", str(corpus), "-o", str(out), "--vocab", str(tmp_path / "vocab.json"),
+                 "--language", "ru", "--order", "2"]) == 0
+    assert set(load_unigrams(out)) == {"мама", "мыла", "раму", "дома", "два", "раза", "ёжик", "в", "тумане"}
+    assert main(["build", str(corpus), "-o", str(out), "--model", str(tmp_path / "missing")]) == 1
+    assert "error" in capsys.readouterr().err
