@@ -138,7 +138,7 @@ def test_buckets_have_fixed_shapes_under_the_budget_and_cover_every_utterance():
     buckets = ShapeBuckets.fit(lengths, 100.0, 6, pad_samples=4800)
     assert sorted(np.concatenate(buckets.members).tolist()) == list(range(500))
     for w, r, m in zip(buckets.widths, buckets.rows, buckets.members):
-        assert r * w <= 100 * SR and bool((lengths[m] + 2 * 4800 <= w).all())
+        assert r * w <= 100 * SR and bool((lengths[m] + 4800 <= w).all())
     seen = set()
     for b, rows in buckets.epoch(seed=1):
         assert len(rows) == buckets.rows[b]

@@ -24,7 +24,8 @@ past a row's length are zero on output.
 
 Expensive steps (speed, warp, reverb, noise, channel) run on a row subset whose size is the
 probability times B, rounded stochastically on the host (so the expected share is exact and no
-device value is read); cheap steps run on every row and select with ``torch.where``.
+device value is read); gain runs on every row and selects with ``torch.where``. Speed is decided
+on the host (`DeviceAugmenter.draw_speed`) because it changes lengths, which the loss needs there.
 """
 
 from __future__ import annotations

@@ -249,14 +249,10 @@ def check_pack(folder: str | Path, manifest: str | Path, max_lag: int = 160, lim
             raise ConfigError(f"check_pack: {u.path} has {len(ref)} samples, the index says {e.length}")
         lo = max(0, e.global_start - max_lag)
         seg = samples[lo:e.global_start + e.length + max_lag].astype(np.float64)
-        best, best_score = 0, -np.inf
-        for lag in range(-max_lag, max_lag + 1):
-            a = e.global_start + lag - lo
-            if a < 0 or a + e.length > len(seg):
-                continue
-            score = float(np.dot(seg[a:a + e.length], ref))
-            if score > best_score:
-                best, best_score = lag, score
+        # Cross-correlation by FFT: score[a] = sum_i seg[a + i] * ref[i] for every start a.
+        size = 1 << (len(seg) + len(ref)).bit_length()
+        score = np.fft.irfft(np.fft.rfft(seg, size) * np.conj(np.fft.rfft(ref, size)), size)[: len(seg) - len(ref) + 1]
+        best = int(np.argmax(score)) + lo - e.global_start
         lags[best] = lags.get(best, 0) + 1
         got = samples[e.global_start:e.global_start + e.length].astype(np.float64)
         err = float(np.sum((got - ref) ** 2))
