@@ -117,3 +117,22 @@ def test_out_of_range_options_are_usage_errors(setup, option):
     assert "Traceback" not in res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and option[0].strip("-") in lines[0]
+
+
+def test_config_from_options_repeats_no_default():
+    """Options the user did not give leave the library's defaults; given ones replace exactly their field."""
+    from dataclasses import replace
+
+    from streamer.cli import _config, build_parser
+    from streamer.endpoint import PRESETS
+    from streamer.recognizer import RecognizerConfig
+    from streamer.streaming import StreamingConfig
+
+    parse = build_parser().parse_args
+    assert _config(parse(["transcribe", "x.wav"])) == RecognizerConfig()
+    assert _config(parse(["mic"])) == RecognizerConfig()
+    assert _config(parse(["mic", "--endpoint", "fast"])).endpoint == PRESETS["fast"]
+    cfg = _config(parse(["transcribe", "x.wav", "--streaming", "cached", "--beam", "8", "--hotword", "paris"]))
+    base = RecognizerConfig()
+    assert cfg == replace(base, streaming=StreamingConfig.from_seconds("cached", 0.64), stream_files=True,
+                          decoder=replace(base.decoder, beam_width=8, hotwords=("paris",)))
