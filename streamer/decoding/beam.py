@@ -79,7 +79,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from streamer.constants import FRAME_SECONDS
-from streamer.decoding.base import LOGP_FLOOR, MIN_TOKEN_PROB, as_log_probs, log_softmax, make_partial  # noqa: F401
+from streamer.decoding.base import (  # noqa: F401  (LOGP_FLOOR, MIN_TOKEN_PROB, log_softmax: re-exported)
+    LOGP_FLOOR, MIN_TOKEN_PROB, as_log_probs, log_softmax, make_partial)
 from streamer.errors import ConfigError, MissingDependencyError
 from streamer.results import Final, Partial, Word
 from streamer.text import decoder_words
