@@ -13,9 +13,12 @@ every step. On a GPU that host side was the limit (4.5–5.9 steps/s, GPU 17–4
 * **masks on the device**: SpecAugment time/channel spans and the dynamic chunk (block-causal)
   mask are drawn as tensors (`time_span_mask`, `chunk_allowed`), so a new chunk size is new data,
   not a new graph.
-* **no per-step synchronisation**: the loss and the audio count accumulate on the device and are
-  read every ``log_every`` steps; a non-finite gradient skips the update inside the fused AdamW
-  kernel (``found_inf``) instead of an ``if`` on a device value.
+* **no per-step synchronisation**: the loss accumulates on the device and is read every
+  ``log_every`` steps; lengths (edge silence, speed) are decided on the host, so the loss gets them
+  without a read-back; a non-finite gradient skips the update inside the fused AdamW kernel
+  (``found_inf``) instead of an ``if`` on a device value. One wait remains on CUDA, inside PyTorch:
+  ``F.ctc_loss`` copies its target offsets to the device with a blocking copy, so the host waits
+  there for the queued forward pass (cuDNN's CTC, which would not, needs equal input lengths).
 
 Where the time goes (``tools/bench_train.py --profile``; CPU, demo-small, 100-s batches, 1 thread,
 bf16 autocast, measured 2026-12-01 on 2 shared cores): the whole step took 4.72 CPU-s, of which the
