@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +16,11 @@ pytest.importorskip("executorch", reason="executorch is not installed (pip insta
 
 from streamer.checkpoint import load_checkpoint  # noqa: E402
 from streamer.export.executorch import ExportConfig, PteStreamingEncoder, export_streaming  # noqa: E402
+from streamer.export.rewrite import delegate_friendly  # noqa: E402
 from streamer.recognizer import Recognizer  # noqa: E402
 from streamer.streaming import StreamingConfig, StreamingEncoder, state_tensors  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _compare(pte: PteStreamingEncoder, eager: StreamingEncoder, steps: int, seed: int = 0):
@@ -74,3 +80,86 @@ def test_export_command(model_dir, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert out.is_file() and out.with_suffix(".json").is_file()
     assert PteStreamingEncoder(out).config == StreamingConfig.from_seconds("window", 0.64)
+
+
+@pytest.mark.parametrize("stable", [True, False])
+def test_rewrite_keeps_the_numbers(stable):
+    """The delegate-friendly copy (mean/rsqrt norms, bmm attention, 2-D convs) equals the model."""
+    from streamer.model import Wav2Vec2CTC
+    from streamer.model.config import tiny_config
+    from streamer.model.masks import ChunkAttention
+
+    torch.manual_seed(1)
+    model = Wav2Vec2CTC(tiny_config(pos_conv_causal=True, stable_layer_norm=stable)).eval()
+    model.reset_parameters()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.add_(torch.randn_like(m.weight) * 0.1)
+                m.bias.add_(torch.randn_like(m.bias) * 0.1)
+    copy = delegate_friendly(model)
+    assert not any(isinstance(m, (torch.nn.LayerNorm, torch.nn.Conv1d)) for m in copy.modules())
+    x = torch.randn(2, 16000) * 0.2
+    lengths = torch.tensor([16000, 11000])
+    with torch.no_grad():
+        for chunk in (None, ChunkAttention(8, 2, offset=1)):
+            ref, _ = model(x, lengths, chunk=chunk)
+            got, _ = copy(x, lengths, chunk=chunk)
+            assert (got - ref).abs().max().item() < 1e-4 * max(1.0, ref.abs().max().item())
+    assert model.encoder.layers[0].attention.q_proj.weight.data_ptr() != copy.encoder.layers[0].attention.q_proj.weight.data_ptr()
+
+
+def test_rewrite_leaves_one_delegate_segment_for_the_encoder(model_dir, tmp_path):
+    """Without the rewrite every layer norm and attention splits the graph; with it only the step's
+    integer bookkeeping stays outside XNNPACK."""
+    ck = load_checkpoint(model_dir)
+    cfg = StreamingConfig.from_seconds("cached", 0.32)
+    counts = {}
+    for rewrite in (False, True):
+        path = export_streaming(ck, ExportConfig(cfg, "none", rewrite=rewrite), tmp_path / f"r{rewrite}.pte")
+        side = json.loads(path.with_suffix(".json").read_text())
+        counts[rewrite] = side["delegate_segments"], side["portable_ops"]
+    print(f"delegate segments: {counts[False][0]} without the rewrite, {counts[True][0]} with it")
+    assert counts[True][0] <= 2 < counts[False][0]
+    assert not any(k in op for op in counts[True][1] for k in ("layer_norm", "select", "logical_not", "any"))
+
+
+def test_static_int8_program_is_close(model_dir, tmp_path):
+    ck = load_checkpoint(model_dir)
+    cfg = StreamingConfig.from_seconds("cached", 0.32)
+    rng = np.random.default_rng(5)
+    calibration = [(rng.standard_normal(16000 * 2) * 0.2).astype(np.float32) for _ in range(2)]
+    path = export_streaming(ck, ExportConfig(cfg, "static"), tmp_path / "s.pte", calibration)
+    _, relative = _compare(PteStreamingEncoder(path), StreamingEncoder(ck.model, cfg), steps=6)
+    print(f"static int8: relative logit error {relative:.4f}")
+    assert relative < 0.1
+
+
+def test_static_int8_needs_calibration(model_dir, tmp_path):
+    from streamer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="calibration"):
+        export_streaming(load_checkpoint(model_dir), ExportConfig(StreamingConfig.from_seconds("cached", 0.32), "static"),
+                         tmp_path / "x.pte")
+
+
+@pytest.mark.slow
+def test_cpp_runner_text_equals_python(tmp_path):
+    """examples/cpp builds against the installed wheel and prints the Python --pte path's greedy text."""
+    if shutil.which("cmake") is None or shutil.which("c++") is None:
+        pytest.fail("cmake and a C++ compiler are needed to build examples/cpp (apt-get install cmake g++)")
+    build = subprocess.run(["bash", str(REPO / "examples" / "cpp" / "build.sh"), sys.executable],
+                           capture_output=True, text=True, timeout=900)
+    assert build.returncode == 0, build.stderr[-3000:]
+    runner = REPO / "examples" / "cpp" / "build" / "streamer_runner"
+    cfg = StreamingConfig.from_seconds("cached", 0.32)
+    path = export_streaming(load_checkpoint("demo-en"), ExportConfig(cfg, "dynamic"), tmp_path / "demo.pte")
+    wav = REPO / "examples" / "hello.wav"
+    res = subprocess.run([str(runner), str(path), str(wav), "--threads", "1"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "partial:" in res.stderr
+    rec = Recognizer.load("demo-en", lm=None, stream_files=True, two_pass=False, step_program=path)
+    python_text = " ".join(rec.transcribe(wav).text.split())
+    print(f"C++: {res.stdout.strip()!r}\nPython: {python_text!r}")
+    assert python_text
+    assert res.stdout.strip() == python_text

@@ -1,0 +1,420 @@
+// streamer_runner: streams a 16-kHz WAV file through a streamer ExecuTorch program (.pte + .json
+// sidecar) chunk by chunk, greedy-decodes with committed / tentative text, prints partials and the
+// final text.
+//
+//   examples/cpp/build.sh
+//   streamer export -o /tmp/demo.pte --streaming cached --chunk 0.32 --quantize dynamic
+//   examples/cpp/build/streamer_runner /tmp/demo.pte examples/hello.wav [--threads 1] [--quiet]
+//
+// stdout: the final text (one line). stderr: one line per step whose text changed,
+// "partial: <committed> | <tentative>", and a timing summary. See model.md for the program's
+// inputs and outputs.
+
+#include <executorch/extension/module/module.h>
+#include <executorch/extension/tensor/tensor.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+// The wheel ships libexecutorch_threadpool.so but not its header: declare the two entry points used.
+namespace executorch::extension::threadpool {
+class ThreadPool {
+ public:
+  bool _unsafe_reset_threadpool(uint32_t num_threads);
+};
+ThreadPool* get_threadpool();
+}  // namespace executorch::extension::threadpool
+
+using executorch::aten::ScalarType;
+using executorch::extension::Module;
+using executorch::extension::TensorPtr;
+using executorch::extension::make_tensor_ptr;
+using executorch::runtime::EValue;
+
+namespace {
+
+constexpr int kSampleRate = 16000;
+constexpr double kNormEps = 1e-7;         // streamer.preprocess.NORM_EPS
+constexpr int kCommitBlankFrames = 25;    // streamer.decoding.greedy: a 0.5-s blank run ends a word
+
+[[noreturn]] void fail(const std::string& msg) { throw std::runtime_error(msg); }
+
+// ------------------------------------------------------------------------------------------ JSON
+// A small JSON reader: enough for the sidecar (objects, arrays, strings, numbers, bools, null).
+struct Json {
+  enum Kind { Null, Bool, Number, String, Array, Object } kind = Null;
+  bool b = false;
+  double num = 0;
+  std::string str;
+  std::vector<Json> arr;
+  std::map<std::string, Json> obj;
+
+  const Json& operator[](const std::string& key) const {
+    auto it = obj.find(key);
+    if (kind != Object || it == obj.end()) fail("sidecar: expected a field '" + key + "', found none");
+    return it->second;
+  }
+  bool has(const std::string& key) const { return kind == Object && obj.count(key) > 0; }
+};
+
+class JsonParser {
+ public:
+  explicit JsonParser(const std::string& text) : s_(text) {}
+  Json parse() {
+    Json v = value();
+    skip();
+    if (i_ != s_.size()) error("trailing characters");
+    return v;
+  }
+
+ private:
+  const std::string& s_;
+  size_t i_ = 0;
+
+  [[noreturn]] void error(const std::string& what) { fail("sidecar JSON: " + what + " at byte " + std::to_string(i_)); }
+  void skip() { while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_; }
+  char peek() { skip(); if (i_ >= s_.size()) error("unexpected end"); return s_[i_]; }
+  void expect(char c) { if (peek() != c) error(std::string("expected '") + c + "'"); ++i_; }
+
+  Json value() {
+    char c = peek();
+    Json v;
+    if (c == '{') {
+      v.kind = Json::Object; ++i_;
+      if (peek() == '}') { ++i_; return v; }
+      while (true) {
+        std::string key = string();
+        expect(':');
+        v.obj[key] = value();
+        if (peek() == ',') { ++i_; continue; }
+        expect('}');
+        return v;
+      }
+    }
+    if (c == '[') {
+      v.kind = Json::Array; ++i_;
+      if (peek() == ']') { ++i_; return v; }
+      while (true) {
+        v.arr.push_back(value());
+        if (peek() == ',') { ++i_; continue; }
+        expect(']');
+        return v;
+      }
+    }
+    if (c == '"') { v.kind = Json::String; v.str = string(); return v; }
+    if (s_.compare(i_, 4, "true") == 0) { v.kind = Json::Bool; v.b = true; i_ += 4; return v; }
+    if (s_.compare(i_, 5, "false") == 0) { v.kind = Json::Bool; i_ += 5; return v; }
+    if (s_.compare(i_, 4, "null") == 0) { i_ += 4; return v; }
+    size_t end = i_;
+    while (end < s_.size() && std::strchr("+-0123456789.eE", s_[end])) ++end;
+    if (end == i_) error("unexpected character");
+    v.kind = Json::Number;
+    v.num = std::stod(s_.substr(i_, end - i_));
+    i_ = end;
+    return v;
+  }
+
+  std::string string() {
+    expect('"');
+    std::string out;
+    while (true) {
+      if (i_ >= s_.size()) error("unterminated string");
+      char c = s_[i_++];
+      if (c == '"') return out;
+      if (c != '\\') { out += c; continue; }
+      char e = s_[i_++];
+      switch (e) {
+        case 'n': out += '\n'; break;
+        case 't': out += '\t'; break;
+        case 'r': out += '\r'; break;
+        case 'b': out += '\b'; break;
+        case 'f': out += '\f'; break;
+        case 'u': {
+          unsigned cp = std::stoul(s_.substr(i_, 4), nullptr, 16);
+          i_ += 4;
+          if (cp >= 0xD800 && cp < 0xDC00 && s_.compare(i_, 2, "\\u") == 0) {  // surrogate pair
+            unsigned lo = std::stoul(s_.substr(i_ + 2, 4), nullptr, 16);
+            i_ += 6;
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          }
+          if (cp < 0x80) out += static_cast<char>(cp);
+          else if (cp < 0x800) { out += static_cast<char>(0xC0 | (cp >> 6)); out += static_cast<char>(0x80 | (cp & 0x3F)); }
+          else if (cp < 0x10000) {
+            out += static_cast<char>(0xE0 | (cp >> 12)); out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+            out += static_cast<char>(0x80 | (cp & 0x3F));
+          } else {
+            out += static_cast<char>(0xF0 | (cp >> 18)); out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+            out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F)); out += static_cast<char>(0x80 | (cp & 0x3F));
+          }
+          break;
+        }
+        default: out += e;  // \" \\ \/
+      }
+    }
+  }
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail("cannot open " + path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// ------------------------------------------------------------------------------------------ WAV
+// 16-kHz mono (or first channel) PCM 16-bit or IEEE float 32-bit → float samples in [-1, 1].
+std::vector<float> read_wav(const std::string& path) {
+  std::string d = read_file(path);
+  if (d.size() < 12 || d.compare(0, 4, "RIFF") != 0 || d.compare(8, 4, "WAVE") != 0)
+    fail("wav: expected a RIFF/WAVE file, found something else in " + path);
+  auto u16 = [&](size_t o) { return static_cast<uint16_t>(static_cast<uint8_t>(d[o]) | (static_cast<uint8_t>(d[o + 1]) << 8)); };
+  auto u32 = [&](size_t o) { return static_cast<uint32_t>(u16(o)) | (static_cast<uint32_t>(u16(o + 2)) << 16); };
+  uint16_t format = 0, channels = 0, bits = 0;
+  uint32_t rate = 0;
+  size_t pos = 12;
+  while (pos + 8 <= d.size()) {
+    std::string id = d.substr(pos, 4);
+    uint32_t size = u32(pos + 4);
+    size_t body = pos + 8;
+    if (id == "fmt ") {
+      format = u16(body); channels = u16(body + 2); rate = u32(body + 4); bits = u16(body + 14);
+      if (format == 0xFFFE && size >= 26) format = u16(body + 24);  // WAVE_FORMAT_EXTENSIBLE
+    } else if (id == "data") {
+      if (rate != kSampleRate) fail("wav: expected 16000 Hz, found " + std::to_string(rate) + " Hz (resample first)");
+      if (channels < 1) fail("wav: no channels");
+      size_t n_bytes = std::min<size_t>(size, d.size() - body);
+      std::vector<float> out;
+      if (format == 1 && bits == 16) {
+        size_t frames = n_bytes / (2 * channels);
+        out.resize(frames);
+        for (size_t i = 0; i < frames; ++i) out[i] = static_cast<int16_t>(u16(body + 2 * channels * i)) / 32768.0f;
+      } else if (format == 3 && bits == 32) {
+        size_t frames = n_bytes / (4 * channels);
+        out.resize(frames);
+        for (size_t i = 0; i < frames; ++i) std::memcpy(&out[i], d.data() + body + 4 * channels * i, 4);
+      } else {
+        fail("wav: expected 16-bit PCM or 32-bit float, found format " + std::to_string(format) + ", " +
+             std::to_string(bits) + " bits");
+      }
+      return out;
+    }
+    pos = body + size + (size & 1);
+  }
+  fail("wav: no data chunk in " + path);
+}
+
+// ------------------------------------------------------------------------------------------ decoding
+// Greedy CTC with streamer's commit rule (streamer.decoding.greedy.GreedyDecoder): a word is committed
+// when the best path emits the delimiter after it or after 25 blank frames; the word in progress is
+// tentative. Words are the token texts joined, lower-cased, special tokens dropped.
+class GreedyDecoder {
+ public:
+  GreedyDecoder(std::vector<std::string> texts, int blank, std::vector<bool> delimiter)
+      : texts_(std::move(texts)), blank_(blank), delimiter_(std::move(delimiter)) {}
+
+  void advance(int tok) {
+    if (tok == blank_) {
+      if (++blank_run_ == kCommitBlankFrames) end_word();
+    } else if (tok != last_) {
+      if (delimiter_[tok]) end_word();
+      else word_ += texts_[tok];
+      blank_run_ = 0;
+    }
+    last_ = tok;
+  }
+  std::string committed() const { return join(words_); }
+  std::string tentative() const { return clean(word_); }
+  std::string final_text() const {
+    std::vector<std::string> all = words_;
+    if (!clean(word_).empty()) all.push_back(clean(word_));
+    return join(all);
+  }
+
+ private:
+  std::vector<std::string> texts_;
+  int blank_;
+  std::vector<bool> delimiter_;
+  int last_ = -1, blank_run_ = 0;
+  std::string word_;
+  std::vector<std::string> words_;
+
+  void end_word() {
+    std::string w = clean(word_);
+    if (!w.empty()) words_.push_back(w);
+    word_.clear();
+  }
+  static std::string clean(const std::string& s) {  // collapse whitespace (vocab.ids_to_text)
+    std::istringstream in(s);
+    std::string part, out;
+    while (in >> part) out += (out.empty() ? "" : " ") + part;
+    return out;
+  }
+  static std::string join(const std::vector<std::string>& w) {
+    std::string out;
+    for (const auto& s : w) out += (out.empty() ? "" : " ") + s;
+    return out;
+  }
+};
+
+std::string lower_ascii(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// ------------------------------------------------------------------------------------------ state
+struct Buffer {  // one state tensor, owned here between steps
+  std::vector<int32_t> sizes;
+  ScalarType type;
+  std::vector<uint8_t> bytes;
+};
+
+ScalarType dtype_of(const std::string& name) {
+  if (name == "float32") return ScalarType::Float;
+  if (name == "int64") return ScalarType::Long;
+  if (name == "bool") return ScalarType::Bool;
+  fail("sidecar: unsupported state dtype " + name);
+}
+
+size_t element_size(ScalarType t) { return t == ScalarType::Float ? 4 : t == ScalarType::Long ? 8 : 1; }
+
+int64_t constant(Module& m, const char* name) {
+  auto r = m.get(name);
+  if (!r.ok()) fail(std::string("program: expected a constant method '") + name + "', found none");
+  return r->toInt();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    std::vector<std::string> pos;
+    int threads = 0;
+    bool quiet = false;
+    for (int i = 1; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a == "--threads" && i + 1 < argc) threads = std::stoi(argv[++i]);
+      else if (a == "--quiet") quiet = true;
+      else pos.push_back(a);
+    }
+    if (pos.size() != 2) {
+      std::fprintf(stderr, "usage: %s PROGRAM.pte AUDIO.wav [--threads N] [--quiet]\n", argv[0]);
+      return 2;
+    }
+    const std::string pte = pos[0];
+    std::string sidecar_path = pte.substr(0, pte.rfind('.')) + ".json";
+    Json side = JsonParser(read_file(sidecar_path)).parse();
+    if (side["format"].str != "streamer-pte") fail("sidecar: expected format 'streamer-pte', found '" + side["format"].str + "'");
+
+    // Vocabulary: token texts as streamer.vocab.Vocabulary.token_text writes them.
+    const Json& voc = side["vocabulary"];
+    std::vector<std::string> tokens;
+    for (const auto& t : voc["tokens"].arr) tokens.push_back(t.str);
+    int blank = static_cast<int>(voc["blank_id"].num);
+    std::string delim = voc.has("word_delimiter") && voc["word_delimiter"].kind == Json::String ? voc["word_delimiter"].str : "";
+    std::vector<bool> special(tokens.size(), false), is_delim(tokens.size(), false);
+    if (voc.has("special_ids")) for (const auto& s : voc["special_ids"].arr) special[static_cast<size_t>(s.num)] = true;
+    bool lowercase = voc.has("lowercase") ? voc["lowercase"].b : false;
+    std::vector<std::string> texts(tokens.size());
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      if (special[i]) continue;
+      texts[i] = (!delim.empty() && tokens[i] == delim) ? " " : (lowercase ? tokens[i] : lower_ascii(tokens[i]));
+      is_delim[i] = texts[i] == " ";
+    }
+    bool normalize = side["preprocess"]["normalize"].b;
+
+    if (threads > 0) executorch::extension::threadpool::get_threadpool()->_unsafe_reset_threadpool(threads);
+    auto t0 = std::chrono::steady_clock::now();
+    Module module(pte, Module::LoadMode::Mmap);
+    if (module.load_method("forward") != executorch::runtime::Error::Ok) fail("program: cannot load method 'forward' of " + pte);
+    const int64_t chunk = constant(module, "chunk_samples");
+    if (constant(module, "sample_rate") != kSampleRate) fail("program: expected a 16000-Hz program");
+    if (constant(module, "vocab_size") != static_cast<int64_t>(tokens.size())) fail("program and sidecar disagree on the vocabulary size");
+    double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+    // State layout from the sidecar: zero tensors in field order.
+    std::vector<Buffer> state;
+    for (const auto& f : side["state"].arr) {
+      Buffer b;
+      size_t n = 1;
+      for (const auto& s : f["shape"].arr) { b.sizes.push_back(static_cast<int32_t>(s.num)); n *= static_cast<size_t>(s.num); }
+      b.type = dtype_of(f["dtype"].str);
+      b.bytes.assign(n * element_size(b.type), 0);
+      state.push_back(std::move(b));
+    }
+
+    std::vector<float> audio = read_wav(pos[1]);
+    GreedyDecoder decoder(texts, blank, is_delim);
+    std::vector<float> piece(static_cast<size_t>(chunk));
+    int64_t count = 0;
+    double mean = 0, m2 = 0;  // running input statistics (streamer.preprocess.normalize_running)
+    double compute_s = 0;
+    std::string shown;
+    for (size_t at = 0; at < audio.size(); at += static_cast<size_t>(chunk)) {
+      size_t real = std::min(static_cast<size_t>(chunk), audio.size() - at);
+      std::fill(piece.begin(), piece.end(), 0.0f);
+      std::copy(audio.begin() + at, audio.begin() + at + real, piece.begin());
+      if (normalize) {  // Chan's update with this piece, then normalize it with the running stats
+        double mx = 0, m2x = 0;
+        for (size_t i = 0; i < real; ++i) mx += piece[i];
+        mx /= static_cast<double>(real);
+        for (size_t i = 0; i < real; ++i) m2x += (piece[i] - mx) * (piece[i] - mx);
+        int64_t total = count + static_cast<int64_t>(real);
+        double delta = mx - mean;
+        mean += delta * static_cast<double>(real) / total;
+        m2 += m2x + delta * delta * static_cast<double>(count) * static_cast<double>(real) / total;
+        count = total;
+        double scale = 1.0 / std::sqrt(m2 / count + kNormEps);
+        for (size_t i = 0; i < real; ++i) piece[i] = static_cast<float>((piece[i] - mean) * scale);
+      }
+      int64_t num = static_cast<int64_t>(real);
+      std::vector<TensorPtr> keep;
+      keep.push_back(make_tensor_ptr({1, static_cast<int32_t>(chunk)}, piece.data(), ScalarType::Float));
+      keep.push_back(make_tensor_ptr({1}, &num, ScalarType::Long));
+      for (auto& b : state) keep.push_back(make_tensor_ptr(b.sizes, b.bytes.data(), b.type));
+      std::vector<EValue> inputs(keep.begin(), keep.end());
+      auto t = std::chrono::steady_clock::now();
+      auto out = module.forward(inputs);
+      compute_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+      if (!out.ok()) fail("program: forward failed with error " + std::to_string(static_cast<int>(out.error())));
+      const auto& logits = (*out)[0].toTensor();
+      const auto& valid = (*out)[1].toTensor();
+      const int64_t frames = logits.size(1), vocab = logits.size(2);
+      const float* lp = logits.const_data_ptr<float>();
+      const bool* vp = valid.const_data_ptr<bool>();
+      for (int64_t f = 0; f < frames; ++f) {
+        if (!vp[f]) continue;
+        const float* row = lp + f * vocab;
+        int best = 0;
+        for (int64_t v = 1; v < vocab; ++v) if (row[v] > row[best]) best = static_cast<int>(v);
+        decoder.advance(best);
+      }
+      for (size_t i = 0; i < state.size(); ++i) {  // outputs live in the method's memory: copy them out
+        const auto& s = (*out)[2 + i].toTensor();
+        if (static_cast<size_t>(s.nbytes()) != state[i].bytes.size()) fail("program: state output size differs from the sidecar");
+        std::memcpy(state[i].bytes.data(), s.const_data_ptr(), state[i].bytes.size());
+      }
+      std::string line = decoder.committed() + " | " + decoder.tentative();
+      if (!quiet && line != shown) std::fprintf(stderr, "partial: %s\n", line.c_str());
+      shown = line;
+    }
+    std::printf("%s\n", decoder.final_text().c_str());
+    double audio_s = static_cast<double>(audio.size()) / kSampleRate;
+    std::fprintf(stderr, "%.2f s of audio, %.3f s compute (RTF %.3f), load %.2f s\n", audio_s, compute_s,
+                 audio_s > 0 ? compute_s / audio_s : 0.0, load_s);
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}

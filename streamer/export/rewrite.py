@@ -1,0 +1,181 @@
+"""Export-time rewrite of a model into ops the XNNPACK delegate runs (numerically equivalent).
+
+ExecuTorch 1.5.1's XNNPACK partitioner does not take ``aten.native_layer_norm`` nor the bool/scalar
+ops that ``F.scaled_dot_product_attention`` decomposes into (``logical_not``, ``any``, ``where``,
+``mul.Scalar``, ``expand``), nor dynamically quantized 1-D convolutions. Each op it refuses runs in
+a portable kernel and cuts the delegate graph into another segment. `delegate_friendly` returns a
+deep copy of a model with those blocks replaced by equivalents written in ops the delegate takes:
+
+* `DelegateLayerNorm` — mean / rsqrt over the last dim, through a (…, 1, D) view (XNNPACK's mean
+  averages the two innermost dims of a 4-D tensor);
+* `DelegateSelfAttention` — the query projection pre-multiplied by 1/sqrt(D/H), scores by ``bmm``,
+  the additive bias, ``softmax`` over keys, ``bmm`` with the values (a fully masked query row gets a
+  uniform average, as `streamer.model.masks` documents, instead of SDPA's special case);
+* `Conv1dAs2d` — a Conv1d run as a Conv2d over a (B, C, 1, N) view, which XNNPACK can quantize
+  dynamically to int8.
+
+`streamer.model` is untouched: the rewrite applies only to the copy that gets exported. After
+``torch.export``, `slice_layer_selects` turns the step's per-layer ``cache[i]`` selects (not
+delegated) into a slice and a view (both delegated).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from streamer.model.components import SelfAttention
+
+
+class DelegateLayerNorm(nn.Module):
+    """LayerNorm over the last dim in mean / sub / mul / rsqrt ops (same weights and epsilon).
+
+    Args:
+        norm: The LayerNorm to replace (elementwise affine, one normalized dim).
+    """
+
+    def __init__(self, norm: nn.LayerNorm) -> None:
+        super().__init__()
+        if len(norm.normalized_shape) != 1 or not norm.elementwise_affine:
+            raise ValueError(f"layer norm rewrite: expected one normalized dim with affine weights, found "
+                             f"shape {tuple(norm.normalized_shape)}, affine={norm.elementwise_affine}")
+        self.eps = norm.eps
+        self.weight = norm.weight
+        self.bias = norm.bias if norm.bias is not None else nn.Parameter(torch.zeros_like(norm.weight),
+                                                                         requires_grad=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(..., D) → (..., D); rank 2 to 4 inputs."""
+        shape = x.shape
+        x4 = x.reshape(-1, shape[-2] if x.dim() > 2 else 1, 1, shape[-1])
+        centred = x4 - x4.mean(dim=(2, 3), keepdim=True)
+        var = (centred * centred).mean(dim=(2, 3), keepdim=True)
+        y = centred * torch.rsqrt(var + self.eps)
+        return (y * self.weight + self.bias).reshape(shape)
+
+
+class DelegateSelfAttention(nn.Module):
+    """`SelfAttention` with explicit ``bmm`` / ``softmax`` and the 1/sqrt(D/H) scale folded into q.
+
+    Args:
+        attn: The attention to replace (its projections are copied; the query one is rescaled).
+    """
+
+    def __init__(self, attn: SelfAttention) -> None:
+        super().__init__()
+        self.num_heads = attn.num_heads
+        self.head_dim = attn.head_dim
+        scale = 1.0 / math.sqrt(self.head_dim)
+        self.q_proj = copy.deepcopy(attn.q_proj)
+        with torch.no_grad():
+            self.q_proj.weight.mul_(scale)
+            if self.q_proj.bias is not None:
+                self.q_proj.bias.mul_(scale)
+        self.k_proj, self.v_proj, self.out_proj = attn.k_proj, attn.v_proj, attn.out_proj
+
+    def _heads(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x: Tensor, bias: Tensor | None = None, past_key: Tensor | None = None,
+                past_value: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Same contract as `SelfAttention.forward` (inference only: no attention dropout)."""
+        b, n, _ = x.shape
+        h, dh = self.num_heads, self.head_dim
+        q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
+        keys = k if past_key is None else torch.cat([past_key, k], dim=2)
+        values = v if past_value is None else torch.cat([past_value, v], dim=2)
+        total = keys.shape[2]
+        scores = torch.bmm(q.reshape(b * h, n, dh), keys.reshape(b * h, total, dh).transpose(1, 2))
+        scores = scores.view(b, h, n, total)
+        if bias is not None:
+            scores = scores + bias
+        weights = torch.softmax(scores, dim=-1).view(b * h, n, total)
+        y = torch.bmm(weights, values.reshape(b * h, total, dh)).view(b, h, n, dh)
+        return self.out_proj(y.transpose(1, 2).reshape(b, n, h * dh)), k, v
+
+
+class Conv1dAs2d(nn.Module):
+    """A Conv1d computed as a Conv2d with a height-1 kernel (same weights, stride, groups, padding)."""
+
+    def __init__(self, conv: nn.Conv1d) -> None:
+        super().__init__()
+        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise ValueError(f"conv rewrite: expected numeric zero padding, found {conv.padding!r}/{conv.padding_mode}")
+        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels, (1, conv.kernel_size[0]),
+                              stride=(1, conv.stride[0]), padding=(0, conv.padding[0]),
+                              dilation=(1, conv.dilation[0]), groups=conv.groups, bias=conv.bias is not None)
+        with torch.no_grad():
+            self.conv.weight.copy_(conv.weight[:, :, None, :])
+            if conv.bias is not None:
+                self.conv.bias.copy_(conv.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C_in, N) → (B, C_out, N_out)."""
+        b, c, n = x.shape
+        y = self.conv(x.reshape(b, c, 1, n))  # views, not select/unsqueeze: XNNPACK takes views only
+        return y.reshape(b, y.shape[1], y.shape[3])
+
+
+def _swap(module: nn.Module) -> int:
+    swapped = 0
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.LayerNorm):
+            setattr(module, name, DelegateLayerNorm(child))
+        elif isinstance(child, SelfAttention):
+            setattr(module, name, DelegateSelfAttention(child))
+        elif isinstance(child, nn.Conv1d):
+            setattr(module, name, Conv1dAs2d(child))
+        else:
+            swapped += _swap(child)
+            continue
+        swapped += 1
+    return swapped
+
+
+def delegate_friendly(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` (eval mode) with every LayerNorm, `SelfAttention` and Conv1d rewritten.
+
+    Args:
+        model: Any module built from streamer's blocks (not modified).
+
+    Returns:
+        The rewritten copy; its outputs equal the original's up to float rounding.
+    """
+    out = copy.deepcopy(model).eval()
+    _swap(out)
+    return out
+
+
+def slice_layer_selects(graph_module: torch.fx.GraphModule) -> int:
+    """Rewrites ``aten.select.int(x, 0, i)`` on a leading dim into ``slice`` + ``squeeze`` (in place).
+
+    The cached step reads each layer's cache as ``keys[i]``; a select is not delegated by XNNPACK,
+    a slice and a view are.
+
+    Returns:
+        Number of selects rewritten.
+    """
+    count = 0
+    for node in list(graph_module.graph.nodes):
+        if node.op != "call_function" or node.target != torch.ops.aten.select.int:
+            continue
+        src, dim, index = node.args
+        val = src.meta.get("val")
+        if dim != 0 or val is None or val.dtype != torch.float32 or val.dim() < 2:
+            continue
+        index = index % val.shape[0]
+        with graph_module.graph.inserting_before(node):
+            piece = graph_module.graph.call_function(torch.ops.aten.slice.Tensor, (src, 0, index, index + 1))
+            flat = graph_module.graph.call_function(torch.ops.aten.view.default, (piece, list(val.shape[1:])))
+        flat.meta = dict(node.meta)
+        node.replace_all_uses_with(flat)
+        graph_module.graph.erase_node(node)
+        count += 1
+    graph_module.graph.lint()
+    graph_module.recompile()
+    return count

@@ -1,0 +1,348 @@
+#!/usr/bin/env python3
+"""On-device cost of the streaming step, side by side in one run: eager PyTorch vs ExecuTorch (XNNPACK).
+
+Models: the XLSR-53-large architecture with random weights (a causal positional conv, so cached mode
+applies; 315 M parameters) and the bundled demo-en. Rows:
+
+* ``eager fp32`` — PyTorch, the offline forward over the whole utterance (the reference of every
+  ratio) and the eager streaming step;
+* ``ET fp32`` / ``ET int8 dynamic`` / ``ET int8 static`` — the step exported with `streamer export`'s
+  code (delegate-friendly rewrite, XNNPACK), each program run in a fresh process per thread count
+  (ExecuTorch's thread pool is fixed once a method is loaded), which also gives its own peak RSS;
+* ``ET … offline window`` — the full-context forward over fixed windows (no overlap), exported the
+  same way.
+
+Columns: program size, load time, peak RSS of the process that streams, RTF (compute seconds per
+audio second) at each thread count, RTF as a ratio to eager fp32 offline at 1 thread measured in the
+same run (absolute times drift on shared machines; ratios travel), algorithmic latency, and the
+delegate segment count. Accuracy (demo-en, held-out sentences in held-out voices synthesized anew, or
+``--manifest``): greedy WER/CER of each program and the share of frames whose argmax differs from
+fp32. The last line states the XLSR-53-large int8 cached 0.64-s RTF at 1 thread.
+
+    nice -n 10 python tools/bench_ondevice.py                                  # the default set
+    python tools/bench_ondevice.py --models demo-en --chunks 0.32 0.64 1.0 --modes cached window
+    python tools/bench_ondevice.py --models large --quantize dynamic --chunks 0.64 --threads 1
+
+Static int8 is calibrated on a few sentences spoken by training voices (never the held-out ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from streamer.constants import SAMPLE_RATE
+
+#: Sentences spoken for static-int8 calibration (training voices; not the held-out test sentences).
+CALIBRATION_TEXT = (
+    "the quick brown fox jumps over the lazy dog near the river bank",
+    "please call stella and ask her to bring these things with her from the store",
+    "we also need a small plastic snake and a big toy frog for the kids",
+    "she can scoop these things into three red bags and we will go meet her on wednesday",
+    "a large number of people gathered in the square to hear the news",
+    "seven hundred and twenty one miles is a long way to drive in one day",
+)
+CALIBRATION_VOICES = (("espeak", "en-us"), ("flite", "slt"))
+HELDOUT_VOICES = (("flite", "rms"), ("espeak", "en-029+m4"))
+LABELS = {"none": "ET fp32", "dynamic": "ET int8 dynamic", "static": "ET int8 static"}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------------------------------------- worker
+def worker(kind: str, path: str, threads: int, seconds: float, repeats: int) -> None:
+    """Runs one program in this (fresh) process and prints a JSON line: load_s, rtf, rss_mb."""
+    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+    _unsafe_reset_threadpool(threads)  # only valid before any method is loaded
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal(int(seconds * SAMPLE_RATE)).astype(np.float32) * 0.1)
+    rss_before = _peak_rss_mb()
+    t = time.perf_counter()
+    if kind == "step":
+        from streamer.export.executorch import PteStreamingEncoder
+
+        enc = PteStreamingEncoder(path)
+        load_s = time.perf_counter() - t
+        c = enc.config.chunk_samples
+
+        def run() -> None:
+            state = enc.init_state(1)
+            for pos in range(0, len(x), c):
+                piece = torch.nn.functional.pad(x[pos:pos + c], (0, c - len(x[pos:pos + c])))[None]
+                _, _, state = enc.step(piece, state, torch.tensor([min(c, len(x) - pos)]))
+    else:
+        from executorch.runtime import Runtime
+
+        method = Runtime.get().load_program(Path(path)).load_method("forward")
+        load_s = time.perf_counter() - t
+        n = method.metadata.input_tensor_meta(0).sizes()[1]
+
+        def run() -> None:
+            for pos in range(0, len(x), n):
+                piece = torch.nn.functional.pad(x[pos:pos + n], (0, n - len(x[pos:pos + n])))[None]
+                method.execute([piece.contiguous()])
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t)
+    print(json.dumps({"load_s": load_s, "rtf": best / seconds, "rss_mb": _peak_rss_mb(),
+                      "rss_before_load_mb": rss_before}))
+
+
+def _measure(kind: str, path: Path, threads: int, seconds: float, repeats: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker", kind, str(path), "--threads", str(threads),
+           "--seconds", str(seconds), "--repeats", str(repeats)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if res.returncode != 0:
+        raise RuntimeError(f"worker failed ({' '.join(cmd)}):\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------- models
+def large_checkpoint():
+    """The XLSR-53-large architecture, random weights, causal positional conv, 32-token vocabulary."""
+    from streamer.checkpoint import Checkpoint
+    from streamer.model import EncoderConfig, Wav2Vec2CTC, xlsr53_large_config
+    from streamer.vocab import Vocabulary
+
+    torch.manual_seed(0)
+    cfg = EncoderConfig.from_dict({**xlsr53_large_config().to_dict(), "pos_conv_causal": True})
+    tokens = ("<pad>", "<s>", "</s>", "<unk>", "|", *"abcdefghijklmnopqrstuvwxyz", "'")
+    return Checkpoint(model=Wav2Vec2CTC(cfg).eval(), vocab=Vocabulary(tokens, blank_id=0, unk_id=3),
+                      folder=Path("."), format="random")
+
+
+def _speech(voices, texts) -> list[np.ndarray]:
+    from streamer.corpus.tts import Voice, synthesize
+
+    return [synthesize(Voice(*voices[i % len(voices)]), t) for i, t in enumerate(texts)]
+
+
+def heldout(manifest: str | None, limit: int) -> tuple[list[np.ndarray], list[str], str]:
+    """Held-out utterances: a manifest, or the held-out sentences in held-out voices, synthesized now."""
+    if manifest:
+        from streamer.train.data import load_waveform, read_manifest
+
+        utts = read_manifest(manifest)[:limit]
+        return [load_waveform(u.path) for u in utts], [u.text for u in utts], manifest
+    fixture = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "heldout_sentences.txt"
+    sentences = [s for s in fixture.read_text().splitlines() if s]
+    texts = [s for s in sentences for _ in HELDOUT_VOICES][:limit]
+    waves = [_speech(HELDOUT_VOICES[i % 2:i % 2 + 1], [t])[0] for i, t in enumerate(texts)]
+    return waves, texts, f"{fixture.name} x {len(HELDOUT_VOICES)} held-out voices (synthesized)"
+
+
+# ---------------------------------------------------------------------------------------------- rows
+@dataclass
+class Row:
+    model: str
+    program: str
+    mode: str
+    chunk: str
+    size_mb: float | None
+    load_s: float | None
+    rss_mb: float | None
+    rtf: dict[int, float]
+    latency_s: float | None
+    segments: int | None = None
+
+
+@torch.no_grad()
+def _eager_rows(name: str, model: torch.nn.Module, x: torch.Tensor, threads: list[int], configs, repeats: int):
+    from streamer.streaming import StreamingEncoder
+
+    audio = len(x) / SAMPLE_RATE
+
+    def timed(fn) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t)
+        return best / audio
+
+    rows = [Row(name, "eager fp32", "offline", "-", None, None, None, {}, None)]
+    stream_rows = {}
+    for th in threads:
+        torch.set_num_threads(th)
+        rows[0].rtf[th] = timed(lambda: model(x[None]))
+        for sc in configs:
+            enc = StreamingEncoder(model, sc)
+            key = (sc.mode, sc.chunk_frames)
+            if key not in stream_rows:
+                stream_rows[key] = Row(name, "eager fp32", sc.mode, f"{sc.chunk_frames * 0.02:.2f}", None, None, None,
+                                       {}, sc.latency_seconds)
+            stream_rows[key].rtf[th] = timed(lambda: enc.run(x))
+    torch.set_num_threads(threads[0])
+    return rows + list(stream_rows.values())
+
+
+def _accuracy(ck, programs: dict[str, Path], waves, refs, model_name: str) -> list[str]:
+    """Greedy WER/CER of each step program, and the share of frames whose argmax differs from fp32."""
+    from streamer.export.executorch import PteStreamingEncoder
+    from streamer.metrics import corpus_rates
+    from streamer.recognizer import Recognizer
+
+    lines = ["| program | WER | CER | frames whose argmax differs from ET fp32 |", "|---|---|---|---|"]
+    argmax: dict[str, list[torch.Tensor]] = {}
+    for q, path in sorted(programs.items(), key=lambda kv: kv[0] != "none"):  # fp32 first: the reference
+        enc = PteStreamingEncoder(path)
+        c = enc.config.chunk_samples
+        outs = []
+        for w in waves:
+            x = torch.from_numpy(w.astype(np.float32))
+            state, frames = enc.init_state(1), []
+            for pos in range(0, len(x), c):
+                piece = torch.nn.functional.pad(x[pos:pos + c], (0, c - len(x[pos:pos + c])))[None]
+                logits, valid, state = enc.step(piece, state, torch.tensor([min(c, len(x) - pos)]))
+                frames.append(logits[0][valid[0]].argmax(-1))
+            outs.append(torch.cat(frames))
+        argmax[q] = outs
+        rec = Recognizer.load(model_name, lm=None, stream_files=True, two_pass=False, step_program=path)
+        wer, cer = corpus_rates(zip(refs, [rec.transcribe(w).text for w in waves]))
+        ref = argmax.get("none")
+        changed = "-" if ref is None or q == "none" else \
+            f"{sum(int((a != b).sum()) for a, b in zip(outs, ref)) / sum(len(a) for a in ref):.2%}"
+        lines.append(f"| {LABELS[q]} | {wer:.3f} | {cer:.3f} | {changed} |")
+    return lines
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["large", "demo-en"], help="'large' (XLSR-53-large, random) and/or model names")
+    p.add_argument("--modes", nargs="+", choices=["cached", "window"], default=["cached"])
+    p.add_argument("--chunks", type=float, nargs="+", default=[0.64])
+    p.add_argument("--quantize", nargs="+", choices=["none", "dynamic", "static"], default=["dynamic", "static", "none"])
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--offline-window", type=float, default=2.0, help="offline-window program length in s (0: none)")
+    p.add_argument("--offline-quantize", nargs="+", choices=["none", "dynamic", "static"], default=["dynamic", "static"],
+                   help="quantizations of the offline-window program (those also in --quantize)")
+    p.add_argument("--seconds", type=float, default=8.0, help="length of the timed utterance")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--manifest", help="held-out utterances for demo-en accuracy (default: synthesize)")
+    p.add_argument("--limit", type=int, default=48)
+    p.add_argument("--no-rewrite-count", action="store_true", help="skip the segment count without the rewrite")
+    p.add_argument("--out-dir", help="keep the programs here (default: a temporary folder)")
+    p.add_argument("--worker", nargs=2, metavar=("KIND", "PTE"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        worker(args.worker[0], args.worker[1], args.threads[0], args.seconds, args.repeats)
+        return
+
+    from streamer.checkpoint import load_checkpoint
+    from streamer.export.executorch import ExportConfig, export_offline_window, export_streaming
+    from streamer.streaming import StreamingConfig
+
+    torch.set_num_threads(args.threads[0])
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal(int(args.seconds * SAMPLE_RATE)).astype(np.float32) * 0.1)
+    calibration = _speech(CALIBRATION_VOICES, CALIBRATION_TEXT) if "static" in args.quantize else []
+    rows: list[Row] = []
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.out_dir or tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in args.models:
+            ck = large_checkpoint() if name == "large" else load_checkpoint(name)
+            label = "XLSR-53-large (random)" if name == "large" else name
+            configs = [StreamingConfig.from_seconds(m, c) for m in args.modes for c in args.chunks]
+            if not ck.config.pos_conv_causal:
+                configs = [sc for sc in configs if sc.mode == "window"]
+            eager = _eager_rows(label, ck.model, x, args.threads, configs, args.repeats)
+            rows += eager
+            offline_1t = eager[0].rtf[args.threads[0]]
+            steps: dict[str, Path] = {}
+            for sc in configs:
+                for q in args.quantize:
+                    path = folder / f"{name}-{sc.mode}-{sc.chunk_frames}-{q}.pte"
+                    t = time.perf_counter()
+                    try:
+                        export_streaming(ck, ExportConfig(sc, q), path, calibration)
+                    except Exception as err:  # a variant that does not lower is a result, not a crash
+                        notes.append(f"{label} {LABELS[q]} {sc.mode} {sc.chunk_frames * 0.02:.2f}: export failed: "
+                                     f"{type(err).__name__}: {str(err)[:300]}")
+                        continue
+                    export_s = time.perf_counter() - t
+                    side = json.loads(path.with_suffix(".json").read_text())
+                    r = Row(label, LABELS[q], sc.mode, f"{sc.chunk_frames * 0.02:.2f}", path.stat().st_size / 1e6,
+                            None, None, {}, sc.latency_seconds, side["delegate_segments"])
+                    for th in args.threads:
+                        m = _measure("step", path, th, args.seconds, args.repeats)
+                        r.rtf[th] = m["rtf"]
+                        if th == args.threads[0]:
+                            r.load_s, r.rss_mb = m["load_s"], m["rss_mb"]
+                            notes.append(f"{label} {r.program} {sc.mode} {r.chunk}: export {export_s:.0f} s, RSS before "
+                                         f"load {m['rss_before_load_mb']:.0f} MB (Python + torch + runtime)")
+                    rows.append(r)
+                    if sc == configs[0]:
+                        steps[q] = path
+                if not args.no_rewrite_count and sc == configs[0]:
+                    plain = folder / f"{name}-{sc.mode}-{sc.chunk_frames}-plain.pte"
+                    export_streaming(ck, ExportConfig(sc, "none", rewrite=False), plain)
+                    seg = json.loads(plain.with_suffix(".json").read_text())["delegate_segments"]
+                    notes.append(f"{label} {sc.mode} {sc.chunk_frames * 0.02:.2f}: delegate segments without the "
+                                 f"rewrite {seg}, with it {json.loads(steps['none'].with_suffix('.json').read_text())['delegate_segments'] if 'none' in steps else '?'}")
+            if args.offline_window > 0:
+                for q in [q for q in args.offline_quantize if q in args.quantize]:
+                    path = folder / f"{name}-offline-{q}.pte"
+                    try:
+                        export_offline_window(ck, args.offline_window, q, path, calibration)
+                    except Exception as err:
+                        notes.append(f"{label} {LABELS[q]} offline window: export failed: {type(err).__name__}: "
+                                     f"{str(err)[:300]}")
+                        continue
+                    r = Row(label, f"{LABELS[q]} offline window", "offline", f"{args.offline_window:.2f}",
+                            path.stat().st_size / 1e6, None, None, {}, None)
+                    for th in args.threads:
+                        m = _measure("window", path, th, args.seconds, args.repeats)
+                        r.rtf[th] = m["rtf"]
+                        if th == args.threads[0]:
+                            r.load_s, r.rss_mb = m["load_s"], m["rss_mb"]
+                    rows.append(r)
+            for r in rows:
+                if r.model == label:
+                    r.ratio = r.rtf[args.threads[0]] / offline_1t  # type: ignore[attr-defined]
+            if name != "large" and steps:
+                waves, refs, source = heldout(args.manifest, args.limit)
+                notes.append(f"accuracy of {label} ({configs[0].mode} {configs[0].chunk_frames * 0.02:.2f} s), "
+                             f"{len(waves)} utterances from {source}:")
+                notes += _accuracy(ck, steps, waves, refs, name)
+            del ck
+
+    th = args.threads
+    print(f"\n{args.seconds:.0f}-s utterance, best of {args.repeats}; ratio = RTF at {th[0]} thread(s) / eager fp32 "
+          f"offline RTF at {th[0]} thread(s) of the same model in this run\n")
+    print("| model | program | mode | chunk (s) | size (MB) | load (s) | peak RSS (MB) | "
+          + " | ".join(f"RTF {t}t" for t in th) + " | ratio | latency (s) | segments |")
+    print("|" + "---|" * (10 + len(th)))
+    for r in rows:
+        f = lambda v, fmt: "-" if v is None else format(v, fmt)  # noqa: E731
+        print(f"| {r.model} | {r.program} | {r.mode} | {r.chunk} | {f(r.size_mb, '.0f')} | {f(r.load_s, '.2f')} | "
+              f"{f(r.rss_mb, '.0f')} | " + " | ".join(f(r.rtf.get(t), '.3f') for t in th)
+              + f" | {getattr(r, 'ratio', 0):.2f}x | {f(r.latency_s, '.3f')} | {f(r.segments, 'd')} |")
+    print()
+    for n in notes:
+        print(n)
+    head = [r for r in rows if r.model.startswith("XLSR") and r.mode == "cached" and r.chunk == "0.64"
+            and r.program.startswith("ET int8")]
+    if head:
+        best = min(head, key=lambda r: r.rtf[th[0]])
+        print(f"\nXLSR-53-large int8 cached 0.64-s step ({best.program}), {th[0]} thread: RTF {best.rtf[th[0]]:.3f} "
+              f"= {getattr(best, 'ratio'):.2f}x eager fp32 offline, peak RSS {best.rss_mb:.0f} MB, "
+              f"latency {best.latency_s:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
