@@ -59,6 +59,19 @@ from streamer.model.model import Wav2Vec2CTC, count_parameters
 from streamer.train.data import Utterance, length_batches
 from streamer.train.device_augment import DeviceAugmentConfig, DeviceAugmenter
 from streamer.train.masking import DynamicChunkConfig, SpecAugmentConfig
+from streamer.train.trainer import (
+    EvalResult,
+    TrainConfig,
+    TrainSummary,
+    _filter,
+    _param_groups,
+    _save_atomic,
+    build_model,
+    cpu_supports_bf16,
+    ctc_loss,
+    load_training_checkpoint,
+    lr_at,
+)
 from streamer.vocab import Vocabulary, english_characters
 
 #: Full scale of the int16 bank: sample value = int16 / INT16_SCALE.
@@ -344,7 +357,7 @@ def masked_forward(model: Wav2Vec2CTC, waveform: Tensor, lengths: Tensor, allowe
 # The step
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepBatch:
     """One batch on the device, ready for the model (augmented, with its masks)."""
 
@@ -380,10 +393,8 @@ class FastStep:
         seed: Seed of the device generators.
     """
 
-    def __init__(self, model: Wav2Vec2CTC, bank: AudioBank, cfg: Any, fast: FastConfig, device: torch.device,
+    def __init__(self, model: Wav2Vec2CTC, bank: AudioBank, cfg: TrainConfig, fast: FastConfig, device: torch.device,
                  seed: int = 0) -> None:
-        from streamer.train.trainer import _param_groups, cpu_supports_bf16, ctc_loss
-
         self.model, self.bank, self.cfg, self.fast, self.device = model, bank, cfg, fast, device
         self.pad_samples = int(cfg.pad_seconds * SAMPLE_RATE)
         # Buckets leave room for one side's largest silence; the two sides share the row's room.
@@ -508,7 +519,7 @@ class FastStep:
 # Loading and evaluating
 
 
-def load_bank(source: str | Path, vocab: Vocabulary, cfg: Any | None = None) -> tuple[AudioBank, int]:
+def load_bank(source: str | Path, vocab: Vocabulary, cfg: TrainConfig | None = None) -> tuple[AudioBank, int]:
     """Reads a manifest (TSV) or a packed corpus folder (`streamer.train.pack`) into a bank.
 
     Args:
@@ -519,8 +530,6 @@ def load_bank(source: str | Path, vocab: Vocabulary, cfg: Any | None = None) -> 
     Returns:
         The bank (CPU) and the number of utterances the filter skipped.
     """
-    from streamer.train.trainer import _filter
-
     path = Path(source)
     if path.is_dir():
         from streamer.train.pack import read_pack
@@ -561,15 +570,15 @@ def evaluate_bank(model: Wav2Vec2CTC, bank: AudioBank, vocab: Vocabulary, chunk:
 # The loop
 
 
-def train_fast(cfg: Any, fast: FastConfig = FastConfig(), show_progress: bool = True,
-               log: Callable[[str], None] = print) -> Any:
+def train_fast(cfg: TrainConfig, fast: FastConfig = FastConfig(), show_progress: bool = True,
+               log: Callable[[str], None] = print) -> TrainSummary:
     """Runs (or resumes) a training run with `FastStep`; the same run folder, checkpoint, LR schedule
     (`streamer.train.trainer.lr_at`, time budget included) and summary as `streamer.train.trainer.train`.
 
     ``cfg.train_manifests`` and ``cfg.dev_manifest`` may be manifests or packed corpus folders.
 
     Args:
-        cfg: The run's `streamer.train.trainer.TrainConfig`.
+        cfg: The run's configuration.
         fast: Bucket, augmentation and compile options.
         show_progress: Print a line every ``cfg.log_every`` steps.
         log: Where lines go.
@@ -578,8 +587,6 @@ def train_fast(cfg: Any, fast: FastConfig = FastConfig(), show_progress: bool = 
         A `streamer.train.trainer.TrainSummary`.
     """
     from streamer.checkpoint import save_checkpoint
-    from streamer.train.trainer import (EvalResult, TrainSummary, _save_atomic, build_model, load_training_checkpoint,
-                                        lr_at)
 
     device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
     if device.type == "cpu":
