@@ -68,7 +68,8 @@ def prepare_output_dir(out_dir: str | os.PathLike[str]) -> Path:
     """Creates the output folder (and its parents) if needed.
 
     Raises:
-        OutputError: The path is a file, or the folder cannot be created.
+        OutputError: The path is a file, or the folder cannot be created or written (a temporary file is
+            created and removed to find out, so a read-only folder fails before any transcription).
     """
     path = Path(out_dir)
     if path.exists() and not path.is_dir():
@@ -77,6 +78,11 @@ def prepare_output_dir(out_dir: str | os.PathLike[str]) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise OutputError(f"output dir {path}: cannot be created ({_reason(err)})") from None
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise OutputError(f"output dir {path}: cannot be written ({_reason(err)})") from None
     return path
 
 
