@@ -60,7 +60,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
               f"{s.bytes / 1e6:.1f} MB ({s.megabytes_per_hour:.2f} MB/h), packed in {time.time() - t:.0f} s")
         if args.check:
             c = check_pack(s.folder, manifest, limit=args.check)
-            print(f"  decode check ({c.utterances} utterances): {c.exact} at lag 0, lags {c.lags}, "
+            print(f"  decode check ({c.utterances} utterances): stream lengths {'exact' if c.streams_exact else 'DIFFER'}; "
+                  f"{c.exact} at lag 0, lags {c.lags}, "
                   f"median signal-to-error {c.median_ser_db:.1f} dB")
     print(f"total {total / 2**20:.1f} MiB (a device call carries at most 64 MiB with the code)")
     return 0
