@@ -108,7 +108,9 @@ def _measure(kind: str, path: Path, threads: int, seconds: float, repeats: int) 
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if res.returncode != 0:
         raise RuntimeError(f"worker failed ({' '.join(cmd)}):\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    print(f"# {path.name}, {threads} thread(s): {out}", file=sys.stderr, flush=True)  # progress of long runs
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -187,6 +189,8 @@ def _eager_rows(name: str, model: torch.nn.Module, x: torch.Tensor, threads: lis
                                        {}, sc.latency_seconds)
             stream_rows[key].rtf[th] = timed(lambda: enc.run(x))
     torch.set_num_threads(threads[0])
+    print(f"# {name} eager: offline {rows[0].rtf}, "
+          f"{ {k: r.rtf for k, r in stream_rows.items()} }", file=sys.stderr, flush=True)
     return rows + list(stream_rows.values())
 
 
@@ -236,6 +240,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=48)
     p.add_argument("--no-rewrite-count", action="store_true", help="skip the segment count without the rewrite")
     p.add_argument("--out-dir", help="keep the programs here (default: a temporary folder)")
+    p.add_argument("--reuse", action="store_true", help="measure programs already in --out-dir instead of exporting")
     p.add_argument("--worker", nargs=2, metavar=("KIND", "PTE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -269,7 +274,8 @@ def main() -> None:
                     path = folder / f"{name}-{sc.mode}-{sc.chunk_frames}-{q}.pte"
                     t = time.perf_counter()
                     try:
-                        export_streaming(ck, ExportConfig(sc, q), path, calibration)
+                        if not (args.reuse and path.is_file() and path.with_suffix(".json").is_file()):
+                            export_streaming(ck, ExportConfig(sc, q), path, calibration)
                     except Exception as err:  # a variant that does not lower is a result, not a crash
                         notes.append(f"{label} {LABELS[q]} {sc.mode} {sc.chunk_frames * 0.02:.2f}: export failed: "
                                      f"{type(err).__name__}: {str(err)[:300]}")
@@ -298,7 +304,8 @@ def main() -> None:
                 for q in [q for q in args.offline_quantize if q in args.quantize]:
                     path = folder / f"{name}-offline-{q}.pte"
                     try:
-                        export_offline_window(ck, args.offline_window, q, path, calibration)
+                        if not (args.reuse and path.is_file()):
+                            export_offline_window(ck, args.offline_window, q, path, calibration)
                     except Exception as err:
                         notes.append(f"{label} {LABELS[q]} offline window: export failed: {type(err).__name__}: "
                                      f"{str(err)[:300]}")
