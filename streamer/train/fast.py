@@ -38,7 +38,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import random
 import signal
 import time
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ import torch
 from torch import Tensor, nn
 from torch.profiler import record_function
 
-from streamer.constants import FRAMES_PER_SECOND, SAMPLE_RATE
+from streamer.constants import SAMPLE_RATE
 from streamer.decoding.greedy import greedy_text
 from streamer.errors import ConfigError
 from streamer.metrics import corpus_rates
