@@ -23,7 +23,9 @@ every step. On a GPU that host side was the limit (4.5–5.9 steps/s, GPU 17–4
 Where the time goes (``tools/bench_train.py --profile``; CPU, demo-small, 100-s batches, 1 thread,
 bf16 autocast, measured 2026-12-01 on 2 shared cores): the whole step took 4.72 CPU-s, of which the
 data part (gather, augmentation, masks) 4 % and forward + backward + update on a ready batch 4.32
-(outside share 8.4 %; the classic trainer's 8.8 %, its data pipeline 5.5x slower per audio second).
+(a second run: 4.49 CPU-s, data part 4.5 %; 1 − model/whole was 8.4 % and 11.4 %, within the
+±10 % noise of the model step on shared cores; the classic data pipeline is 5–11x slower per audio
+second).
 Inside the model step: forward ~44 %, backward ~51 %, optimizer < 1 %. By operator: GELU backward
 in float32 (autocast keeps the conv front-end's LayerNorm + GELU in float32 on its large
 3200-frame/s tensors) ~18 %, dropout masks (``bernoulli_``, mostly attention dropout on B×H×T×T)
