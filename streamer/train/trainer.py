@@ -19,6 +19,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from streamer.metrics import corpus_rates
 from streamer.model.config import PRESETS, DropoutConfig, EncoderConfig
 from streamer.model.masks import ChunkAttention
 from streamer.model.model import Wav2Vec2CTC, count_parameters
+from streamer.text import normalize_text
 from streamer.train.data import BatchIterator, Utterance, collate, length_batches, load_waveform, read_manifest
 from streamer.train.masking import DynamicChunkConfig, SpecAugmentConfig, span_mask
 from streamer.vocab import (
@@ -339,7 +341,9 @@ def evaluate(model: Wav2Vec2CTC, utterances: Sequence[Utterance], vocab: Vocabul
         batch = collate([load_waveform(utterances[i].path) for i in idx], [utterances[i].text for i in idx], vocab)
         logits, flen = model(batch.waveform.to(device), batch.lengths.to(device), chunk=chunk)
         for row, n, ref in zip(logits.float().cpu(), flen.cpu(), batch.texts):
-            pairs.append((ref, greedy_text(row[: int(n)], vocab)))
+            hyp = greedy_text(row[: int(n)], vocab)
+            # per-character scripts: a '|' the model emits is no space in the scored text (CER)
+            pairs.append((ref, normalize_text(hyp, vocab) if vocab.per_character else hyp))
     model.train(was_training)
     return corpus_rates(pairs)
 
@@ -363,11 +367,17 @@ def load_training_checkpoint(path: Path) -> dict[str, Any]:
         CheckpointError: The file is not a training checkpoint written by `train` (including any
             pickle that would need to import or call code to load).
     """
+    import warnings
+
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's pickle-protocol notes; the error below says it all
+            saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"resume: {path} is not a training checkpoint that loads safely ({first}); "
+        # Quote only the reason: torch's own text suggests weights_only=False, which is the unsafe path.
+        reason = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\s*\n|$)", str(err), re.S)
+        detail = " ".join(reason.group(1).split()) if reason else type(err).__name__
+        raise CheckpointError(f"resume: {path} is not a training checkpoint that loads safely ({detail}); "
                               "move it away to start a new run in this folder") from None
     if not isinstance(saved, dict) or not {"model", "optimizer", "state"} <= set(saved):
         raise CheckpointError(f"resume: {path} is not a training checkpoint (expected model, optimizer and state)")
