@@ -30,6 +30,11 @@ OFFLINE_CONTEXT_SECONDS: float = 2.0
 #: Default new audio per streaming step, in seconds (32 frames).
 DEFAULT_CHUNK_SECONDS: float = 0.64
 
+#: The two-pass re-decode pads an utterance's audio up to a multiple of this many seconds (models
+#: with frame-local feature norms only), so a long-running stream meets a few input shapes instead
+#: of one per utterance length (each new shape makes oneDNN cache new kernels: memory that grows).
+SECOND_PASS_BUCKET_SECONDS: float = 2.0
+
 #: Longest streaming chunk accepted, in seconds: a step's cost and memory grow with it, and beyond a
 #: few seconds streaming no longer makes sense (use offline windows).
 MAX_CHUNK_SECONDS: float = 10.0

@@ -41,7 +41,7 @@ import torch
 
 from streamer.audio import iter_audio, prepare_array, read_block
 from streamer.checkpoint import DEFAULT_MODEL, Checkpoint, load_checkpoint
-from streamer.constants import DEFAULT_CHUNK_SECONDS, MAX_THREADS, SAMPLE_RATE
+from streamer.constants import DEFAULT_CHUNK_SECONDS, MAX_THREADS, SAMPLE_RATE, SECOND_PASS_BUCKET_SECONDS
 from streamer.decoding.beam import BeamSearchDecoder, DecoderConfig
 from streamer.decoding.greedy import GreedyDecoder
 from streamer.decoding.lm_bundle import LmBundle
@@ -373,13 +373,23 @@ class Recognizer:
         The decoder state opens at ``final.start`` (the utterance's stream time), so word times are
         on the stream's clock; the span stays the streaming pass's.
         """
-        if self.model.config.num_frames(len(audio)) == 0:
+        frames = self.model.config.num_frames(len(audio))
+        if frames == 0:
             return final
         if self.checkpoint.preprocess.normalize:
             audio = normalize_utterance(audio)
+        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
+        lengths = None
+        if self.model.config.feat_extract_norm == "layer":
+            # Frame-local norms: padding with masked lengths leaves the real frames' logits unchanged
+            # (tested), and bucketed shapes keep oneDNN's kernel cache from growing per utterance.
+            bucket = round(SECOND_PASS_BUCKET_SECONDS * SAMPLE_RATE)
+            padded = -(-x.shape[1] // bucket) * bucket
+            lengths = torch.tensor([x.shape[1]])
+            x = torch.nn.functional.pad(x, (0, padded - x.shape[1]))
         with torch.no_grad():
-            logits, _ = self.model(torch.from_numpy(np.ascontiguousarray(audio))[None])
-        second = self.decoder.decode(logits[0].float(), time_offset=final.start)
+            logits, _ = self.model(x, lengths)
+        second = self.decoder.decode(logits[0, :frames].float(), time_offset=final.start)
         return replace(second, start=final.start, end=final.end)
 
     def decode_streams(self, streams: list[Stream]) -> list[list[Event]]:

@@ -62,6 +62,25 @@ def test_two_pass_final_is_full_context_decode(model_dir):
     assert finals[0].text == rec.decoder.decode(logits[0]).text
 
 
+@pytest.mark.parametrize("seconds", [0.5, 2.0, 3.37])
+def test_second_pass_bucket_padding_keeps_the_logits(model_dir, seconds):
+    """The two-pass decode pads audio to SECOND_PASS_BUCKET_SECONDS with masked lengths (layer-norm
+    models): the real frames' logits must equal the unpadded forward's."""
+    from streamer.constants import SECOND_PASS_BUCKET_SECONDS
+
+    rec = Recognizer.load(model_dir, lm=None, two_pass=True)
+    assert rec.model.config.feat_extract_norm == "layer"
+    x = torch.from_numpy(_signal(seconds, seed=4))[None]
+    bucket = round(SECOND_PASS_BUCKET_SECONDS * 16000)
+    padded = torch.nn.functional.pad(x, (0, -(-x.shape[1] // bucket) * bucket - x.shape[1]))
+    with torch.no_grad():
+        ref, _ = rec.model(x)
+        got, _ = rec.model(padded, torch.tensor([x.shape[1]]))
+    frames = rec.model.config.num_frames(x.shape[1])
+    assert ref.shape[1] == frames
+    assert (got[0, :frames] - ref[0]).abs().max().item() <= 1e-4 * max(1.0, ref.abs().max().item())
+
+
 def test_committed_text_only_grows(model_dir):
     x = _signal(4.0, seed=3)
     rec = Recognizer.load(model_dir, lm=None, streaming=StreamingConfig.from_seconds("window", 0.32), two_pass=False)
