@@ -9,23 +9,26 @@ Modules:
 The command line is ``tools/make_corpus.py``.
 """
 
-from streamer.corpus.augment import AugmentConfig, Augmenter
-from streamer.corpus.build import (
-    CorpusSummary,
-    ManifestEntry,
-    build_corpus,
-    read_manifest,
-    write_manifest,
-)
-from streamer.corpus.text_sources import (
-    Sentence,
-    SentenceSplits,
-    SplitConfig,
-    load_splits,
-    split_of,
-    write_lm_text,
-)
-from streamer.corpus.tts import HELD_OUT_VOICES, Synthesizer, Voice, base_voices, synthesize
+import importlib
+from typing import Any
+
+#: Where each re-exported name lives. Loaded on first use (PEP 562), so importing one submodule
+#: (e.g. `augment` on a GPU machine without soundfile) does not import the others.
+_EXPORTS = {
+    "AugmentConfig": "augment", "Augmenter": "augment",
+    "CorpusSummary": "build", "ManifestEntry": "build", "build_corpus": "build", "read_manifest": "build",
+    "write_manifest": "build",
+    "Sentence": "text_sources", "SentenceSplits": "text_sources", "SplitConfig": "text_sources",
+    "load_splits": "text_sources", "split_of": "text_sources", "write_lm_text": "text_sources",
+    "HELD_OUT_VOICES": "tts", "Synthesizer": "tts", "Voice": "tts", "base_voices": "tts", "synthesize": "tts",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'streamer.corpus' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"streamer.corpus.{_EXPORTS[name]}"), name)
+
 
 __all__ = [
     "AugmentConfig",

@@ -28,10 +28,16 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import soxr
 
 from streamer.constants import SAMPLE_RATE
 from streamer.errors import AudioError, ConfigError
+
+
+def _resample(wave: np.ndarray, rate_in: float, rate_out: float) -> np.ndarray:
+    """soxr resampling, imported here so that `AugmentConfig` loads without soxr (GPU machines)."""
+    import soxr
+
+    return np.asarray(soxr.resample(wave, rate_in, rate_out, quality="MQ"), dtype=np.float32)
 
 #: Noise kinds :func:`make_noise` can produce.
 NOISE_KINDS: tuple[str, ...] = ("white", "pink", "brown", "babble")
@@ -141,8 +147,7 @@ def speed_perturb(wave: np.ndarray, factor: float, sample_rate: int = SAMPLE_RAT
     """
     if factor == 1.0:
         return wave
-    out = soxr.resample(wave, sample_rate * factor, sample_rate, quality="MQ")
-    return np.asarray(out, dtype=np.float32)
+    return _resample(wave, sample_rate * factor, sample_rate)
 
 
 def _warp_source_bins(alpha: float, cutoff_hz: float, sample_rate: int, n_fft: int) -> np.ndarray:
@@ -358,14 +363,14 @@ def add_noise(wave: np.ndarray, snr_db: float, kind: str, rng: np.random.Generat
 
 #: Telephone line rate, in Hz, and the µ-law constant of G.711.
 TELEPHONE_RATE = 8000
-_MU = 255.0
+MULAW_MU = 255.0
 
 
 def mulaw_roundtrip(wave: np.ndarray) -> np.ndarray:
     """Compands ``wave`` (in [-1, 1]) to 8-bit µ-law codes and back, as a G.711 line would."""
     x = np.clip(wave, -1.0, 1.0)
-    code = np.round(np.sign(x) * np.log1p(_MU * np.abs(x)) / np.log1p(_MU) * 127.0)
-    y = np.sign(code) * np.expm1(np.abs(code) / 127.0 * np.log1p(_MU)) / _MU
+    code = np.round(np.sign(x) * np.log1p(MULAW_MU * np.abs(x)) / np.log1p(MULAW_MU) * 127.0)
+    y = np.sign(code) * np.expm1(np.abs(code) / 127.0 * np.log1p(MULAW_MU)) / MULAW_MU
     return y.astype(np.float32)
 
 
@@ -391,10 +396,10 @@ def degrade_channel(wave: np.ndarray, kind: str, rng: np.random.Generator, sampl
     if kind == "telephone":
         if sample_rate <= TELEPHONE_RATE:
             return wave
-        narrow = np.asarray(soxr.resample(wave, sample_rate, TELEPHONE_RATE, quality="MQ"), dtype=np.float32)
+        narrow = _resample(wave, sample_rate, TELEPHONE_RATE)
         if rng.random() < mulaw_prob:
             narrow = mulaw_roundtrip(narrow)
-        out = np.asarray(soxr.resample(narrow, TELEPHONE_RATE, sample_rate, quality="MQ"), dtype=np.float32)
+        out = _resample(narrow, TELEPHONE_RATE, sample_rate)
         if len(out) < n:
             out = np.pad(out, (0, n - len(out)))
         return out[:n]

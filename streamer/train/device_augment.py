@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from streamer.constants import SAMPLE_RATE
+from streamer.corpus.augment import MULAW_MU, NOISE_KINDS, TELEPHONE_RATE, AugmentConfig
 from streamer.errors import ConfigError
 
 #: RT60 decay: exp(-ln(1000) t / RT60) is 60 dB down at t = RT60.
@@ -47,79 +48,30 @@ _LN_1000 = math.log(1000.0)
 _NOISE_LOW_HZ = 20.0
 #: Direct-path to tail delay of the synthetic room impulse response, in seconds.
 _RIR_DELAY_S = 0.001
-#: Telephone line rate, in Hz, its pass band edge (a brick wall, 95 % of its Nyquist), and the G.711 µ.
-TELEPHONE_RATE = 8000
+#: The telephone line's pass band edge (a brick wall, 95 % of its Nyquist).
 _TELEPHONE_EDGE_HZ = 0.95 * TELEPHONE_RATE / 2
-_MU = 255.0
 #: STFT of the vocal-tract warp: 32-ms Hann frames every 8 ms at 16 kHz.
 _WARP_FFT = 512
 _WARP_HOP = 128
 #: Exponents of the noise power spectra 1/f**e: white, pink, brown (babble is handled apart).
 _NOISE_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
-NOISE_KINDS: tuple[str, ...] = ("white", "pink", "brown", "babble")
-
-
-def _check_range(name: str, value: tuple[float, float], low: float, high: float) -> None:
-    if len(value) != 2 or not low <= value[0] <= value[1] <= high:
-        raise ConfigError(f"DeviceAugmentConfig.{name}: expected (lo, hi) with {low} <= lo <= hi <= {high}, found {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
-class DeviceAugmentConfig:
-    """Probabilities and ranges of each step (values drawn uniformly per row).
+class DeviceAugmentConfig(AugmentConfig):
+    """`streamer.corpus.augment.AugmentConfig` (same steps, defaults and checks; values drawn
+    uniformly per row) plus what only the batched device version needs."""
 
-    The defaults equal `streamer.corpus.augment.AugmentConfig`'s (a test keeps them equal); this
-    class lives apart because that module needs soxr, which the GPU machine lacks.
-    """
-
-    speed_prob: float = 0.5
-    speed_range: tuple[float, float] = (0.9, 1.1)
-    """Speed factors (> 1 faster and higher)."""
     speed_denominator: int = 20
     """Speed factors are rounded to fractions n / 20 (0.9, 0.95, 1, 1.05, 1.1 in the default range):
     one polyphase kernel per batch."""
-    warp_prob: float = 0.3
-    warp_range: tuple[float, float] = (0.9, 1.1)
-    """Warp factors alpha (> 1 moves spectra up)."""
-    warp_cutoff_hz: float = 4800.0
-    """End of the linear part of the warp, in Hz."""
-    reverb_prob: float = 0.3
-    rt60_range: tuple[float, float] = (0.1, 0.6)
-    """Reverberation times, in seconds."""
-    drr_db_range: tuple[float, float] = (0.0, 12.0)
-    """Direct-to-reverberant energy ratios, in dB."""
-    noise_prob: float = 0.5
-    snr_db_range: tuple[float, float] = (5.0, 30.0)
-    """Signal-to-noise ratios over the whole row, in dB."""
-    noise_kinds: tuple[str, ...] = NOISE_KINDS
-    channel_prob: float = 0.2
-    mulaw_prob: float = 0.5
-    """Probability of µ-law companding on a telephone line."""
-    lowpass_hz_range: tuple[float, float] = (3400.0, 7000.0)
-    gain_prob: float = 0.8
-    gain_db_range: tuple[float, float] = (-6.0, 6.0)
-    peak_limit: float = 0.99
 
     def __post_init__(self) -> None:
-        for name in ("speed_prob", "warp_prob", "reverb_prob", "noise_prob", "channel_prob", "mulaw_prob", "gain_prob"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"DeviceAugmentConfig.{name}: expected a probability in [0, 1], found {value!r}")
-        _check_range("speed_range", self.speed_range, 0.5, 2.0)
-        _check_range("warp_range", self.warp_range, 0.7, 1.4)
-        _check_range("rt60_range", self.rt60_range, 0.05, 2.0)
-        _check_range("drr_db_range", self.drr_db_range, -10.0, 30.0)
-        _check_range("snr_db_range", self.snr_db_range, -10.0, 60.0)
-        _check_range("gain_db_range", self.gain_db_range, -40.0, 40.0)
-        _check_range("lowpass_hz_range", self.lowpass_hz_range, 1000.0, 0.95 * SAMPLE_RATE / 2)
+        super().__post_init__()
+        if self.sample_rate != SAMPLE_RATE:
+            raise ConfigError(f"DeviceAugmentConfig.sample_rate: the device chain runs at {SAMPLE_RATE} Hz, found {self.sample_rate}")
         if not 1 <= self.speed_denominator <= 100:
             raise ConfigError(f"DeviceAugmentConfig.speed_denominator: expected 1..100, found {self.speed_denominator}")
-        if not 0.1 * SAMPLE_RATE / 2 <= self.warp_cutoff_hz <= 0.9 * SAMPLE_RATE / 2 / self.warp_range[1]:
-            raise ConfigError(f"DeviceAugmentConfig.warp_cutoff_hz: expected below Nyquist / max warp, found {self.warp_cutoff_hz!r}")
-        if not self.noise_kinds or any(k not in NOISE_KINDS for k in self.noise_kinds):
-            raise ConfigError(f"DeviceAugmentConfig.noise_kinds: expected a non-empty subset of {NOISE_KINDS}, found {self.noise_kinds!r}")
-        if not 0.0 < self.peak_limit <= 1.0:
-            raise ConfigError(f"DeviceAugmentConfig.peak_limit: expected a level in (0, 1], found {self.peak_limit!r}")
 
 
 def valid_mask(lengths: Tensor, width: int) -> Tensor:
@@ -265,8 +217,8 @@ def fft_convolve_rows(wave: Tensor, kernel: Tensor) -> Tensor:
 def mulaw_roundtrip(x: Tensor) -> Tensor:
     """Compands samples in [-1, 1] to 8-bit µ-law codes and back (G.711)."""
     x = x.clamp(-1.0, 1.0)
-    code = torch.round(torch.sign(x) * torch.log1p(_MU * x.abs()) / math.log1p(_MU) * 127.0)
-    return torch.sign(code) * torch.expm1(code.abs() / 127.0 * math.log1p(_MU)) / _MU
+    code = torch.round(torch.sign(x) * torch.log1p(MULAW_MU * x.abs()) / math.log1p(MULAW_MU) * 127.0)
+    return torch.sign(code) * torch.expm1(code.abs() / 127.0 * math.log1p(MULAW_MU)) / MULAW_MU
 
 
 @dataclasses.dataclass(frozen=True)
