@@ -17,6 +17,7 @@ import argparse
 import itertools
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ import torch
 from streamer.checkpoint import load_checkpoint, save_checkpoint
 from streamer.decoding.beam import BeamSearchDecoder, DecoderConfig
 from streamer.decoding.lm import build_lm
+from streamer.decoding.lm_bundle import LM_FOLDER, LmBundle
 from streamer.metrics import ErrorRate, word_errors
 from streamer.model.model import count_parameters
 from streamer.train.data import load_waveform, read_manifest
@@ -84,24 +86,23 @@ def main() -> None:
     print(f"model: {count_parameters(ck.model) / 1e6:.2f}M parameters, {size:.1f} MB -> {out}")
     if not args.lm_text:
         return
-    built = build_lm(args.lm_text, out / "lm" / "lm.binary", order=args.order, prune=tuple(args.prune),
+    built = build_lm(args.lm_text, out / LM_FOLDER / "lm.binary", order=args.order, prune=tuple(args.prune),
                      quantize_bits=args.quantize or None)
     print(f"LM: {built}")
-    attrs = {"alpha": 0.5, "beta": 1.0, "order": args.order, "prune": args.prune, "quantize_bits": args.quantize,
-             "text": args.lm_text}
+    bundle = LmBundle.for_file(out / LM_FOLDER / "lm.binary", alpha=0.5, beta=1.0)
+    facts = {"order": args.order, "prune": args.prune, "quantize_bits": args.quantize, "text": args.lm_text}
     if args.dev:
         utts = read_manifest(args.dev)[: args.dev_limit]
         model = ck.model.eval()
         with torch.no_grad():
             logits = [model(torch.from_numpy(load_waveform(u.path))[None])[0][0] for u in utts]
         refs = [u.text for u in utts]
-        lm_path = out / "lm" / "lm.binary"
-        unigrams = out / "lm" / "lm.unigrams.txt"
-        a, b, wer, grid = tune(ck.vocab, logits, refs, lm_path, unigrams, args.beam, args.alphas, args.betas)
-        attrs.update({"alpha": a, "beta": b, "tuned_on": f"{args.dev} (first {len(utts)})", "dev_wer": wer,
+        a, b, wer, grid = tune(ck.vocab, logits, refs, bundle.kenlm, bundle.unigrams, args.beam, args.alphas, args.betas)
+        bundle = replace(bundle, alpha=a, beta=b)
+        facts.update({"tuned_on": f"{args.dev} (first {len(utts)})", "dev_wer": wer,
                       "grid": [{"alpha": g[0], "beta": g[1], "wer": g[2]} for g in grid]})
         print(f"tuned on dev: alpha {a}, beta {b}, dev WER {wer:.4f}")
-    (out / "lm" / "attrs.json").write_text(json.dumps(attrs, indent=1) + "\n")
+    bundle.save(out, **facts)
 
 
 if __name__ == "__main__":
