@@ -42,6 +42,7 @@ import torch
 from streamer.audio import iter_audio, prepare_array, read_block
 from streamer.checkpoint import DEFAULT_MODEL, Checkpoint, load_checkpoint
 from streamer.constants import DEFAULT_CHUNK_SECONDS, MAX_THREADS, SAMPLE_RATE, SECOND_PASS_BUCKET_SECONDS
+from streamer.decoding.base import word_separator
 from streamer.decoding.beam import BeamSearchDecoder, DecoderConfig
 from streamer.decoding.greedy import GreedyDecoder
 from streamer.decoding.lm_bundle import LmBundle
@@ -348,7 +349,8 @@ class Recognizer:
         name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else ""
         info = RunInfo(str(self.checkpoint.folder), self.decoder_name, self.mode_name,
                        round(elapsed, 3), round(elapsed / duration, 4) if duration else None)
-        return Transcript(" ".join(s.text for s in segments), segments, round(duration, 3), name, info)
+        sep = word_separator(self.vocab)
+        return Transcript(sep.join(s.text for s in segments), segments, round(duration, 3), name, info)
 
     # ------------------------------------------------------------------ streams
     def create_stream(self) -> Stream:
@@ -379,16 +381,19 @@ class Recognizer:
         if self.checkpoint.preprocess.normalize:
             audio = normalize_utterance(audio)
         x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
-        lengths = None
+        lengths, piece = None, None
         if self.model.config.feat_extract_norm == "layer":
             # Frame-local norms: padding with masked lengths leaves the real frames' logits unchanged
             # (tested), and bucketed shapes keep oneDNN's kernel cache from growing per utterance.
+            # The conv front-end runs one bucket at a time, so its large activations (and the heap's
+            # high-water mark) do not grow with the longest utterance met.
             bucket = round(SECOND_PASS_BUCKET_SECONDS * SAMPLE_RATE)
             padded = -(-x.shape[1] // bucket) * bucket
             lengths = torch.tensor([x.shape[1]])
             x = torch.nn.functional.pad(x, (0, padded - x.shape[1]))
+            piece = self.model.config.num_frames(bucket)
         with torch.no_grad():
-            logits, _ = self.model(x, lengths)
+            logits, _ = self.model(x, lengths, piece_frames=piece)
         second = self.decoder.decode(logits[0, :frames].float(), time_offset=final.start)
         return replace(second, start=final.start, end=final.end)
 

@@ -81,6 +81,28 @@ def test_second_pass_bucket_padding_keeps_the_logits(model_dir, seconds):
     assert (got[0, :frames] - ref[0]).abs().max().item() <= 1e-4 * max(1.0, ref.abs().max().item())
 
 
+@pytest.mark.parametrize("seconds,piece", [(0.5, 99), (4.0, 99), (6.37, 99), (3.0, 7), (3.0, 1)])
+def test_front_end_in_pieces_keeps_the_logits(model_dir, seconds, piece):
+    """The two-pass forward runs the conv front-end in bucket-sized pieces (bounded peak memory):
+    the logits must equal the whole-input front-end's."""
+    rec = Recognizer.load(model_dir, lm=None)
+    x = torch.from_numpy(_signal(seconds, seed=5))[None]
+    with torch.no_grad():
+        ref, _ = rec.model(x)
+        got, _ = rec.model(x, piece_frames=piece)
+    assert got.shape == ref.shape
+    assert (got - ref).abs().max().item() <= 1e-5 * max(1.0, ref.abs().max().item())
+
+
+def test_front_end_in_pieces_refuses_a_group_norm_front_end():
+    from streamer.model import Wav2Vec2CTC
+    from streamer.model.config import tiny_config
+
+    model = Wav2Vec2CTC(tiny_config(feat_extract_norm="group")).eval()
+    with pytest.raises(ValueError, match="layer-norm"):
+        model(torch.zeros(1, 16000), piece_frames=10)
+
+
 def test_committed_text_only_grows(model_dir):
     x = _signal(4.0, seed=3)
     rec = Recognizer.load(model_dir, lm=None, streaming=StreamingConfig.from_seconds("window", 0.32), two_pass=False)

@@ -80,6 +80,8 @@ class FeatureExtractor(nn.Module):
 
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
+        self.config = config
+        self.norm_kind = config.feat_extract_norm
         layers = []
         in_ch = 1
         for i, (ch, k, s) in enumerate(zip(config.conv_dim, config.conv_kernel, config.conv_stride)):
@@ -97,6 +99,24 @@ class FeatureExtractor(nn.Module):
         for layer in self.conv_layers:
             x = layer(x)
         return x.transpose(1, 2)
+
+    def forward_in_pieces(self, waveform: Tensor, piece_frames: int) -> Tensor:
+        """`forward` computed ``piece_frames`` output frames at a time: the same (B, T, C_last) features.
+
+        The conv stack's activations are the largest tensors of a long forward (C channels at 1/5 of
+        the sample rate); in pieces they stay the size of one piece, whatever the input length. Exact
+        only for frame-local norms (``feat_extract_norm == "layer"``): a group norm normalizes each
+        channel over the whole input. Eager inference only (shape-dependent loop; not for export).
+        """
+        if self.norm_kind != "layer":
+            raise ValueError("forward_in_pieces: expected a layer-norm front-end, found a group-norm one")
+        total = self.config.num_frames(waveform.shape[-1])
+        if piece_frames < 1 or total <= piece_frames:
+            return self.forward(waveform)
+        hop, field = self.config.hop_samples, self.config.receptive_field_samples
+        pieces = [self.forward(waveform[:, a * hop:(min(a + piece_frames, total) - 1) * hop + field])
+                  for a in range(0, total, piece_frames)]
+        return torch.cat(pieces, dim=1)
 
 
 class FeatureProjection(nn.Module):

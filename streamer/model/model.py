@@ -106,6 +106,7 @@ class Wav2Vec2CTC(nn.Module):
         chunk: ChunkAttention | None = None,
         time_mask: Tensor | None = None,
         channel_mask: Tensor | None = None,
+        piece_frames: int | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Computes CTC logits.
 
@@ -117,11 +118,15 @@ class Wav2Vec2CTC(nn.Module):
                 time masking while training), or None.
             channel_mask: (B, D) bool, hidden channels zeroed on every frame (SpecAugment-style
                 channel masking while training), or None.
+            piece_frames: Run the conv front-end this many frames at a time (same result, peak
+                memory bounded by the piece instead of the input; layer-norm front-ends only), or None.
 
         Returns:
             Logits (B, T, V) and the (B,) valid frames per row (None when ``lengths`` is None).
         """
-        hidden = self.feature_projection(self.feature_extractor(waveform))
+        features = (self.feature_extractor(waveform) if piece_frames is None
+                    else self.feature_extractor.forward_in_pieces(waveform, piece_frames))
+        hidden = self.feature_projection(features)
         num_frames = hidden.shape[1]
         if time_mask is not None:
             hidden = torch.where(time_mask[..., None], self.masked_spec_embed.to(hidden.dtype), hidden)
