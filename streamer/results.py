@@ -42,6 +42,7 @@ class Partial:
         words: Committed words followed by tentative words, with times.
         committed_words: How many of ``words`` are committed.
         time: Stream time in seconds at which this result was produced.
+        separator: What joins words: a space, or '' for scripts written without spaces.
     """
 
     committed: str
@@ -49,11 +50,12 @@ class Partial:
     words: tuple[Word, ...] = ()
     committed_words: int = 0
     time: float = 0.0
+    separator: str = " "
 
     @property
     def text(self) -> str:
         """Committed and tentative text joined."""
-        return " ".join(t for t in (self.committed, self.tentative) if t)
+        return self.separator.join(t for t in (self.committed, self.tentative) if t)
 
 
 @dataclass(frozen=True)

@@ -223,8 +223,8 @@ def test_load_and_transcribe_writes_the_script(language, checkpoint):
     text = rec.transcribe(wave).text
     letters = set(LANGUAGES[language]["letters"])
     assert text and set(text.replace(" ", "")) <= letters, text
-    if language == "zh":  # the model may emit its '|'; scoring text has no spaces
-        assert " " not in normalize_text(text, rec.vocab) and rec.vocab.per_character
+    if language == "zh":  # words are characters: no spaces, even where the model emits its '|'
+        assert " " not in text and rec.vocab.per_character
     sample = {"de": ("Grüße aus der Straße", "grüße aus der straße"), "ru": ("Ещё раз", "ещё раз"),
               "zh": ("你好， 世界", "你好世界")}[language]
     assert normalize_text(sample[0], rec.vocab) == sample[1]  # references are scored in the model's script
@@ -298,13 +298,20 @@ def test_lm_is_built_in_the_vocabulary(language, checkpoint, kenlm_tools, tmp_pa
         assert lm.score("我 爱 北 京", bos=True, eos=True) > lm.score("京 北 爱 我", bos=True, eos=True)
 
 
-@pytest.mark.parametrize("lang", ["de", "ru"])
-def test_beam_search_with_lm_and_hotwords(lang, kenlm_tools, tmp_path):
+@pytest.mark.parametrize("lang,vocab_kind", [("de", "checkpoint"), ("ru", "checkpoint"), ("zh", "checkpoint"),
+                                             ("zh", "no delimiter")])
+def test_beam_search_with_lm_and_hotwords(lang, vocab_kind, kenlm_tools, tmp_path):
+    """An LM in the script fixes a confusable word and a hotword in the script wins. Chinese is searched
+    per character (each character a word of a character LM) with its checkpoint's '|' and without any
+    delimiter (a vocabulary built from text), and its results have no spaces."""
     from streamer.decoding.beam import BeamSearchDecoder, DecoderConfig
 
     info = LANGUAGES[lang]
     checkpoint = make_language_checkpoint(tmp_path / "model", lang)
     vocab = model_vocabulary(checkpoint)
+    if vocab_kind == "no delimiter":
+        vocab = vocabulary_from_text([info["letters"]], language=lang)
+        assert vocab.delimiter_id is None
     lm_path = _build_language_lm(lang, checkpoint, tmp_path)
     a, b = info["confusable"]
     logits = _spelling_logits(vocab, info["sentence"], swap=(a, b))

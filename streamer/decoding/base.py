@@ -45,10 +45,17 @@ class Decoder(Protocol):
         """``finalize(advance(new_state(time_offset), logits))``."""
 
 
-def make_partial(committed: Sequence[Word], tentative: Sequence[Word], now: float) -> Partial:
-    """A `Partial` from committed and tentative words at stream time ``now`` (seconds)."""
-    return Partial(committed=" ".join(w.text for w in committed), tentative=" ".join(w.text for w in tentative),
-                   words=tuple(committed) + tuple(tentative), committed_words=len(committed), time=round(now, 6))
+def word_separator(vocab: Any) -> str:
+    """What joins a result's words: a space, or nothing when words are characters
+    (`Vocabulary.per_character`: Chinese, Japanese, Thai)."""
+    return "" if vocab.per_character else " "
+
+
+def make_partial(committed: Sequence[Word], tentative: Sequence[Word], now: float, sep: str = " ") -> Partial:
+    """A `Partial` from committed and tentative words at stream time ``now`` (seconds), joined by ``sep``."""
+    return Partial(committed=sep.join(w.text for w in committed), tentative=sep.join(w.text for w in tentative),
+                   words=tuple(committed) + tuple(tentative), committed_words=len(committed), time=round(now, 6),
+                   separator=sep)
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:

@@ -60,6 +60,11 @@ word delimiter gets an extra empty word scored by the LM (an unknown word, about
 ``alpha x unk_score_offset`` nats). Models trained on labels without a trailing delimiter (the
 usual case) rarely end on one.
 
+Scripts written without spaces (`Vocabulary.per_character`: Chinese, Japanese, Thai) have no word
+to wait for: every character is a word. A new character completes the previous one, which is
+scored by the LM at once (a character n-gram model, see `streamer.decoding.lm`), and results join
+their words without spaces.
+
 Input: logits or log-probabilities of shape (T, V), V = len(vocab); both are normalized with a
 log-softmax in float64 and clipped to [log 1e-15, 0], as pyctcdecode does for logits. (Plain
 probabilities are not accepted: pass their logarithm.)
@@ -80,7 +85,7 @@ import numpy as np
 
 from streamer.constants import FRAME_SECONDS
 from streamer.decoding.base import (  # noqa: F401  (LOGP_FLOOR, MIN_TOKEN_PROB, log_softmax: re-exported)
-    LOGP_FLOOR, MIN_TOKEN_PROB, as_log_probs, log_softmax, make_partial)
+    LOGP_FLOOR, MIN_TOKEN_PROB, as_log_probs, log_softmax, make_partial, word_separator)
 from streamer.errors import ConfigError, MissingDependencyError
 from streamer.results import Final, Partial, Word
 from streamer.text import decoder_words
@@ -348,10 +353,13 @@ class BeamSearchDecoder:
         if any(lab.startswith("##") or lab.startswith("\u2581") for lab in labels):
             raise ConfigError("beam decoder: expected a character vocabulary, found BPE-style tokens "
                               f"({[lab for lab in labels if lab.startswith(('##', chr(0x2581)))][:5]})")
-        if " " not in labels or "" not in labels:
+        if "" not in labels or (" " not in labels and not vocab.per_character):
             raise ConfigError(f"beam decoder: expected a blank ('') and a delimiter (' ') among the labels, "
                               f"found {labels[:40]}")
         self._labels = labels
+        # Scripts written without spaces: every character is a word (of the LM, of the result).
+        self._per_character = vocab.per_character
+        self._sep = word_separator(vocab)
         self._has_placeholders = any(_PLACEHOLDER.fullmatch(lab) for lab in labels)
         try:
             from pyctcdecode.language_model import HotwordScorer
@@ -422,7 +430,7 @@ class BeamSearchDecoder:
         best = self._end_hypotheses(state)[0]
         committed = state._committed_words
         tentative = self._words_between(best.node, best.frames, state._committed, state.time_offset)
-        return make_partial(committed, tentative, state.time_offset + state.frames * FRAME_SECONDS)
+        return make_partial(committed, tentative, state.time_offset + state.frames * FRAME_SECONDS, self._sep)
 
     def finalize(self, state: DecoderState) -> Final:
         """End-of-utterance result: scores the last partial word and the sentence end, ranks beams.
@@ -438,12 +446,13 @@ class BeamSearchDecoder:
         hyps = self._end_hypotheses(state)
         best = hyps[0]
         words = self._words_between(best.node, best.frames, None, state.time_offset)
+        sep = self._sep
         nbest = tuple(
-            (" ".join(w for w in (self._render(x) for x in _node_words(h.node)) if w), float(h.score))
+            (sep.join(w for w in (self._render(x) for x in _node_words(h.node)) if w), float(h.score))
             for h in hyps[: self.config.nbest]
         )
         return Final(
-            text=" ".join(w.text for w in words),
+            text=sep.join(w.text for w in words),
             words=tuple(words),
             start=round(state.time_offset, 6),
             end=round(state.time_offset + state.frames * FRAME_SECONDS, 6),
@@ -495,6 +504,7 @@ class BeamSearchDecoder:
         child = self._child
         partial_score = self._partial_score
         with_lm = self._lm is not None
+        per_character = self._per_character
         prune_logp, width = cfg.beam_prune_logp, cfg.beam_width
         lag = None if cfg.commit_lag_seconds is None else round(cfg.commit_lag_seconds / FRAME_SECONDS)
         candidates = logp >= cfg.token_min_logp
@@ -522,6 +532,10 @@ class BeamSearchDecoder:
                             beam = (node, "", " ", (pframes, frames), _NO_FRAMES, score + p)
                         else:
                             beam = (node, "", " ", frames, _NO_FRAMES, score + p)
+                    elif per_character and part:  # words are characters: the previous one is complete
+                        node, created = child(node, part)
+                        work += created
+                        beam = (node, ch, ch, (pframes, frames), (frame, end), score + p)
                     else:  # a new character of the partial word
                         start = frame if pframes[0] < 0 else pframes[0]
                         beam = (node, part + ch, ch, frames, (start, end), score + p)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from streamer.constants import FRAME_SECONDS
-from streamer.decoding.base import as_log_probs, make_partial
+from streamer.decoding.base import as_log_probs, make_partial, word_separator
 from streamer.errors import ConfigError
 from streamer.results import Final, Partial, Word
 from streamer.vocab import Vocabulary
@@ -66,8 +66,12 @@ def best_path(logits: Tensor | np.ndarray, blank_id: int, frame_offset: int = 0)
 
 
 def spans_to_words(spans: list[TokenSpan], vocab: Vocabulary, time_offset: float = 0.0) -> tuple[Word, ...]:
-    """Groups token runs into words at the delimiter; times in seconds (+ ``time_offset``)."""
+    """Groups token runs into words at the delimiter; times in seconds (+ ``time_offset``).
+
+    For a per-character vocabulary (`Vocabulary.per_character`) every character is a word.
+    """
     words: list[Word] = []
+    per_character = vocab.per_character
     cur: list[TokenSpan] = []
 
     def flush() -> None:
@@ -83,6 +87,8 @@ def spans_to_words(spans: list[TokenSpan], vocab: Vocabulary, time_offset: float
         if s.token == vocab.delimiter_id or vocab.token_text(s.token) == " ":
             flush()
         elif vocab.token_text(s.token):
+            if per_character:
+                flush()
             cur.append(s)
     flush()
     return tuple(words)
@@ -120,7 +126,8 @@ class GreedyState:
 class GreedyDecoder:
     """Best-path CTC decoding, streamed: each chunk costs time proportional to its frames.
 
-    Commit rule: a word is committed as soon as the best path emits the word delimiter after it,
+    Commit rule: a word is committed as soon as the best path emits the word delimiter after it
+    (for a per-character vocabulary, as soon as its character's run ends),
     or after ``commit_blank_frames`` consecutive blank frames following it; such a blank run then
     also acts as a word break (a character after it starts a new word). Only the word in progress
     is tentative. With ``commit_blank_frames=None`` the text equals plain best-path decoding
@@ -139,6 +146,7 @@ class GreedyDecoder:
                               f"found {commit_blank_frames!r}")
         self.vocab = vocab
         self.commit_blank_frames = commit_blank_frames
+        self._sep = word_separator(vocab)
         self._delimiters = {i for i in range(len(vocab)) if vocab.token_text(i) == " "} | {vocab.delimiter_id}
 
     def new_state(self, time_offset: float = 0.0) -> GreedyState:
@@ -183,12 +191,12 @@ class GreedyDecoder:
         """Committed words and the word in progress (tentative)."""
         tentative = self._pending_words(state)
         committed = state._words
-        return make_partial(committed, tentative, state.time_offset + state.frames * FRAME_SECONDS)
+        return make_partial(committed, tentative, state.time_offset + state.frames * FRAME_SECONDS, self._sep)
 
     def finalize(self, state: GreedyState) -> Final:
         """The utterance's best path as a `Final` (nbest holds it with its log-score)."""
         words = tuple(state._words) + tuple(self._pending_words(state))
-        text = " ".join(w.text for w in words)
+        text = self._sep.join(w.text for w in words)
         return Final(text=text, words=words, start=round(state.time_offset, 6),
                      end=round(state.time_offset + state.frames * FRAME_SECONDS, 6),
                      nbest=((text, state.log_score),))
@@ -204,6 +212,8 @@ class GreedyDecoder:
             state._run = None
             if run[0] not in self._delimiters:
                 state._word.append(_span(run))
+                if self._sep == "":  # words are characters: a closed run is a complete word
+                    self._end_word(state)
 
     def _end_word(self, state: GreedyState) -> None:
         if state._word:
