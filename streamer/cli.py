@@ -26,7 +26,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="demo-en", help="bundled model name, model folder, or hub id (default: demo-en)")
+    p.add_argument("--model", help="bundled model name, model folder, or hub id (default: demo-en; with --pte "
+                                   "and no --model, the program and its sidecar run alone)")
     p.add_argument("--no-lm", action="store_true", help="greedy decoding even when the model ships a language model")
     p.add_argument("--lm", metavar="FILE", help="KenLM .binary/.arpa to decode with (unigrams.txt beside it is used)")
     p.add_argument("--beam", type=int, help="beam width (default: DecoderConfig's, 32)")
@@ -39,7 +40,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--left", type=float, help="streaming left context in seconds (window: re-encoded, cached: cache)")
     p.add_argument("--right", type=float, help="window-mode look-ahead in seconds (0 to 10)")
     p.add_argument("--threads", type=int, help="CPU threads, 1 to 1024 (default: PyTorch's choice)")
-    p.add_argument("--pte", metavar="FILE", help="run the streaming step from this ExecuTorch program (streamer export)")
+    p.add_argument("--pte", metavar="FILE", help="run the streaming step from this ExecuTorch program (streamer export); "
+                                               "alone (no --model), two-pass finals are off")
 
 
 def _config(args: argparse.Namespace):
@@ -72,6 +74,8 @@ def _config(args: argparse.Namespace):
         over["endpoint"] = EndpointConfig.preset(args.endpoint)
     if args.command == "transcribe":
         over["stream_files"] = args.streaming is not None or bool(args.pte)
+    if args.pte and args.model is None:  # the program alone: no PyTorch model for two-pass finals
+        over["two_pass"] = False
     return replace(cfg, **over)
 
 
@@ -80,7 +84,10 @@ def _recognizer(args: argparse.Namespace):
     from streamer.recognizer import Recognizer
 
     lm = None if args.no_lm else (args.lm or "auto")
-    return Recognizer.load(args.model, args.config, lm=lm, step_program=args.pte)
+    if args.pte and args.model is None:
+        return Recognizer.from_program(args.pte, args.config, lm=lm)
+    from streamer.checkpoint import DEFAULT_MODEL
+    return Recognizer.load(args.model or DEFAULT_MODEL, args.config, lm=lm, step_program=args.pte)
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
@@ -190,13 +197,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     """``streamer export``: the streaming step as an ExecuTorch program."""
     import time
 
-    from streamer.checkpoint import load_checkpoint
+    from streamer.checkpoint import DEFAULT_MODEL, load_checkpoint
     from streamer.export.executorch import ExportConfig, check_output_path, export_streaming
     from streamer.grid import XLSR_GRID
     from streamer.streaming import StreamingConfig
 
     check_output_path(args.output)  # before loading and exporting (tens of seconds)
-    ck = load_checkpoint(args.model)
+    ck = load_checkpoint(args.model or DEFAULT_MODEL)
     cfg = ExportConfig(StreamingConfig.from_seconds(args.streaming, args.chunk, args.left, args.right), args.quantize)
     t = time.perf_counter()
     path = export_streaming(ck, cfg, args.output)

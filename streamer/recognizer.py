@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Iterable, Iterator
 
@@ -126,7 +127,7 @@ class Stream:
 
     def __init__(self, rec: "Recognizer") -> None:
         self.recognizer = rec
-        self.pipeline = FramePipeline(rec.streaming_encoder, rec.checkpoint.preprocess.normalize, rec.grid)
+        self.pipeline = FramePipeline(rec.streaming_encoder, rec.preprocess.normalize, rec.grid)
         self.tracker = UtteranceTracker(rec.decoder, rec.config.endpoint, rec.vocab.blank_id, rec.grid)
         self._audio = SampleBuffer() if rec.config.two_pass else None
         self._closed = False
@@ -221,35 +222,75 @@ class Recognizer:
     """Speech recognizer shared by any number of streams (see the module docstring).
 
     Args:
-        checkpoint: A loaded model.
+        checkpoint: A loaded model, or None to run from ``step_program`` alone (see `from_program`).
         config: Streaming, windows, decoding and endpointing (``config.decoder.lm_path`` names the
             LM, if any: `load` fills it in from the model's ``lm/`` folder).
         step_program: An ExecuTorch ``.pte`` of this model's streaming step (`streamer export`): streams
-            then run on the ExecuTorch runtime (its streaming setup replaces ``config.streaming``);
-            offline windows and two-pass finals still use the PyTorch model.
+            then run on the ExecuTorch runtime (its streaming setup replaces ``config.streaming``).
+            Offline windows and two-pass finals use the PyTorch model, so without a checkpoint
+            ``config`` must ask for neither.
+
+    Raises:
+        ConfigError: The program belongs to another model, or the config needs a PyTorch model that
+            is absent.
     """
 
-    def __init__(self, checkpoint: Checkpoint, config: RecognizerConfig | None = None,
+    def __init__(self, checkpoint: Checkpoint | None, config: RecognizerConfig | None = None,
                  step_program: str | os.PathLike[str] | None = None) -> None:
         config = config if config is not None else RecognizerConfig()
+        if checkpoint is None and step_program is None:
+            raise ConfigError("recognizer: expected a model, an ExecuTorch step program, or both; found neither")
+        program = None
+        if step_program is not None:
+            from streamer.export.executorch import PteStreamingEncoder
+            program = PteStreamingEncoder(step_program)
+            if checkpoint is not None and program.meta["vocabulary"] != checkpoint.vocab.to_dict():
+                raise ConfigError(f"pte: {step_program} was exported from another model (vocabularies differ)")
+            config = replace(config, streaming=program.config)
+        if checkpoint is None:
+            for needs, what in ((config.two_pass, "two-pass finals (two_pass=True) re-decode each utterance"),
+                                (not config.stream_files, "offline windows (stream_files=False) run")):
+                if needs:
+                    raise ConfigError(f"recognizer: {what} with the PyTorch model, and only the ExecuTorch "
+                                      f"program {step_program} was given: pass the model too, or turn that off")
         if config.threads is not None:
             torch.set_num_threads(config.threads)
         self.checkpoint = checkpoint
-        self.model = checkpoint.model.eval()
-        self.vocab = checkpoint.vocab
-        self.grid = FrameGrid.of(self.model.config)
+        self.model = checkpoint.model.eval() if checkpoint is not None else None
+        self.vocab = checkpoint.vocab if checkpoint is not None else program.vocab
+        self.preprocess = checkpoint.preprocess if checkpoint is not None else program.preprocess
+        self.grid = FrameGrid.of(self.model.config if checkpoint is not None else program.encoder_config)
+        self.source = str(checkpoint.folder) if checkpoint is not None else str(step_program)
         self.decoder: BeamSearchDecoder | GreedyDecoder = (
             BeamSearchDecoder(self.vocab, config.decoder) if config.uses_beam else GreedyDecoder(self.vocab))
         self.streaming_encoder: Any
-        if step_program is not None:
-            from streamer.export.executorch import PteStreamingEncoder
-            self.streaming_encoder = PteStreamingEncoder(step_program)
-            if self.streaming_encoder.meta["vocabulary"] != self.vocab.to_dict():
-                raise ConfigError(f"pte: {step_program} was exported from another model (vocabularies differ)")
-            config = replace(config, streaming=self.streaming_encoder.config, stream_files=True)
+        if program is not None:
+            self.streaming_encoder = program
+            config = replace(config, stream_files=True)
         else:
             self.streaming_encoder = StreamingEncoder(self.model, config.streaming)
         self.config = config
+
+    @classmethod
+    def from_program(cls, step_program: str | os.PathLike[str], config: RecognizerConfig | None = None, *,
+                     lm: str | os.PathLike[str] | None = "auto", **overrides: Any) -> "Recognizer":
+        """A recognizer that streams with an ExecuTorch program and its sidecar only (no PyTorch model).
+
+        The vocabulary, preprocessing and streaming setup come from the ``.json`` sidecar. Without a
+        ``config``, two-pass finals are off (they need the PyTorch model) and files are streamed.
+
+        Args:
+            step_program: The ``.pte`` file (`streamer export`), its ``.json`` beside it.
+            config: How to run (must not ask for two-pass finals or offline windows).
+            lm: ``"auto"`` (an ``lm/`` folder beside the program, if any), a KenLM file, or None.
+            **overrides: `RecognizerConfig` fields replacing ``config``'s.
+        """
+        config = config if config is not None else RecognizerConfig(two_pass=False, stream_files=True)
+        config = _with_overrides(config, overrides)
+        bundle = LmBundle.resolve(lm, Path(step_program).parent)
+        if bundle is not None:
+            config = replace(config, decoder=bundle.decoder_config(config.decoder))
+        return cls(None, config, step_program)
 
     @classmethod
     def load(cls, model: str | os.PathLike[str] = DEFAULT_MODEL, config: RecognizerConfig | None = None, *,
@@ -269,13 +310,7 @@ class Recognizer:
         Raises:
             ConfigError: An unknown override, a missing LM file, an invalid setting.
         """
-        config = config if config is not None else RecognizerConfig()
-        known = {f.name for f in fields(RecognizerConfig)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ConfigError(f"Recognizer.load: expected RecognizerConfig fields ({', '.join(sorted(known))}), "
-                              f"found {', '.join(unknown)}")
-        config = replace(config, **overrides)
+        config = _with_overrides(config if config is not None else RecognizerConfig(), overrides)
         ck = load_checkpoint(model)
         bundle = LmBundle.resolve(lm, ck.folder)
         if bundle is not None:
@@ -297,13 +332,13 @@ class Recognizer:
     # ------------------------------------------------------------------ offline
     def _frames_offline(self, blocks: Iterable[np.ndarray]) -> Iterator[Frames]:
         if self.config.stream_files:
-            pipe = FramePipeline(self.streaming_encoder, self.checkpoint.preprocess.normalize, self.grid)
+            pipe = FramePipeline(self.streaming_encoder, self.preprocess.normalize, self.grid)
             for block in blocks:
                 yield from pipe.push(block)
             yield from pipe.finish()
         else:
             yield from iter_window_logits(self.model, blocks, self.config.window,
-                                          normalize=self.checkpoint.preprocess.normalize)
+                                          normalize=self.preprocess.normalize)
 
     @staticmethod
     def _count(blocks: Iterable[np.ndarray], counter: list[int]) -> Iterator[np.ndarray]:
@@ -347,7 +382,7 @@ class Recognizer:
         duration = self.grid.sample_seconds(samples[0])
         elapsed = time.perf_counter() - t0
         name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else ""
-        info = RunInfo(str(self.checkpoint.folder), self.decoder_name, self.mode_name,
+        info = RunInfo(self.source, self.decoder_name, self.mode_name,
                        round(elapsed, 3), round(elapsed / duration, 4) if duration else None)
         sep = word_separator(self.vocab)
         return Transcript(sep.join(s.text for s in segments), segments, round(duration, 3), name, info)
@@ -375,10 +410,13 @@ class Recognizer:
         The decoder state opens at ``final.start`` (the utterance's stream time), so word times are
         on the stream's clock; the span stays the streaming pass's.
         """
+        if self.model is None:
+            raise ConfigError(f"second pass: needs the PyTorch model, and only the ExecuTorch program "
+                              f"{self.source} was given")
         frames = self.model.config.num_frames(len(audio))
         if frames == 0:
             return final
-        if self.checkpoint.preprocess.normalize:
+        if self.preprocess.normalize:
             audio = normalize_utterance(audio)
         x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None]
         lengths, piece = None, None
@@ -446,6 +484,16 @@ class Recognizer:
         """`Stream.input_finished` then `decode_stream`: the remaining events (ends with the last Final)."""
         self._check(stream).input_finished()
         return self.decode_stream(stream)
+
+
+def _with_overrides(config: RecognizerConfig, overrides: dict[str, Any]) -> RecognizerConfig:
+    """``dataclasses.replace(config, **overrides)``, with a clear error for a name that is not a field."""
+    known = {f.name for f in fields(RecognizerConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"Recognizer.load: expected RecognizerConfig fields ({', '.join(sorted(known))}), "
+                          f"found {', '.join(unknown)}")
+    return replace(config, **overrides)
 
 
 def load(model: str | os.PathLike[str] = DEFAULT_MODEL, config: RecognizerConfig | None = None, *,

@@ -72,6 +72,46 @@ def test_recognizer_runs_the_program(model_dir, tmp_path):
     assert program.transcribe(x).text == eager.transcribe(x).text
 
 
+def test_program_alone_streams_like_the_model(model_dir, tmp_path):
+    """The .pte and its sidecar, moved away from the checkpoint, stream by themselves: vocabulary and
+    preprocessing from the sidecar, the same text and finals as the model with the program; the paths
+    that need the PyTorch model say so."""
+    from streamer.errors import ConfigError
+
+    cfg = StreamingConfig.from_seconds("window", 0.32)
+    made = export_streaming(load_checkpoint(model_dir), ExportConfig(cfg, "none"), tmp_path / "made" / "s.pte")
+    alone_dir = tmp_path / "alone"
+    alone_dir.mkdir()
+    path = Path(shutil.copy(made, alone_dir / "s.pte"))
+    shutil.copy(made.with_suffix(".json"), alone_dir / "s.json")
+    x = (np.random.default_rng(4).standard_normal(16000 * 4) * 0.1).astype(np.float32)
+    with_model = Recognizer.load(model_dir, lm=None, two_pass=False, step_program=path)
+    alone = Recognizer.from_program(path, lm=None)
+    assert alone.model is None and alone.vocab == with_model.vocab and alone.config.streaming == cfg
+    assert alone.transcribe(x).text and alone.transcribe(x).text == with_model.transcribe(x).text
+    assert alone.transcribe(x).info.mode == "streaming-window"
+
+    def finals(rec: Recognizer) -> list[str]:
+        s = rec.create_stream()
+        for i in range(0, len(x), 3000):
+            rec.feed(s, x[i:i + 3000])
+        rec.finish(s)
+        return [f.text for f in s.finals]
+
+    assert finals(alone) == finals(with_model)
+    for override in ({"two_pass": True}, {"two_pass": False, "stream_files": False}):
+        with pytest.raises(ConfigError, match="PyTorch model"):
+            Recognizer.from_program(path, lm=None, **override)
+
+    import soundfile as sf
+    wav = tmp_path / "x.wav"
+    sf.write(wav, x, 16000)
+    res = subprocess.run([sys.executable, "-m", "streamer", "transcribe", str(wav), "--pte", str(path), "--no-lm"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == alone.transcribe(x).text.strip()
+
+
 def test_export_command(model_dir, tmp_path):
     out = tmp_path / "cli.pte"
     res = subprocess.run([sys.executable, "-m", "streamer", "export", "--model", str(model_dir), "-o", str(out),
