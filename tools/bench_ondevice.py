@@ -10,7 +10,11 @@ applies; 315 M parameters) and the bundled demo-en. Rows:
   code (delegate-friendly rewrite, XNNPACK), each program run in a fresh process per thread count
   (ExecuTorch's thread pool is fixed once a method is loaded), which also gives its own peak RSS;
 * ``ET … offline window`` — the full-context forward over fixed windows (no overlap), exported the
-  same way.
+  same way;
+* ``ORT int8 dynamic (peer)`` — the same streaming step (same rewrite) exported to ONNX and quantized
+  with ONNX Runtime's ``quantize_dynamic`` (int8 weights per channel), run by ONNX Runtime's CPU
+  provider with that many intra-op threads (``--no-ort`` skips it; needs ``onnx`` and ``onnxruntime``,
+  the ``peers`` extra).
 
 Columns: program size, load time, peak RSS of the process that streams, RTF (compute seconds per
 audio second) at each thread count, RTF as a ratio to eager fp32 offline at 1 thread measured in the
@@ -58,19 +62,51 @@ LABELS = {"none": "ET fp32", "dynamic": "ET int8 dynamic", "static": "ET int8 st
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak RSS in MB: VmHWM of /proc/self/status where there is one. (``ru_maxrss`` is not
+    used there: Linux carries it over from the parent across fork + exec, so a worker started by a
+    parent holding the large model would report the parent's peak.)"""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ---------------------------------------------------------------------------------------------- worker
 def worker(kind: str, path: str, threads: int, seconds: float, repeats: int) -> None:
     """Runs one program in this (fresh) process and prints a JSON line: load_s, rtf, rss_mb."""
-    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+    if kind != "ort":
+        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
 
-    _unsafe_reset_threadpool(threads)  # only valid before any method is loaded
+        _unsafe_reset_threadpool(threads)  # only valid before any method is loaded
     x = torch.from_numpy(np.random.default_rng(0).standard_normal(int(seconds * SAMPLE_RATE)).astype(np.float32) * 0.1)
     rss_before = _peak_rss_mb()
     t = time.perf_counter()
-    if kind == "step":
+    if kind == "ort":
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        load_s = time.perf_counter() - t
+        inputs = sess.get_inputs()
+        c = inputs[0].shape[1]
+        dtypes = {"tensor(bool)": np.bool_, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
+        zero_state = [np.zeros(i.shape, dtype=dtypes.get(i.type, np.float32)) for i in inputs[2:]]
+
+        def run() -> None:
+            state = zero_state
+            xs = x.numpy()
+            for pos in range(0, len(xs), c):
+                piece = np.zeros((1, c), np.float32)
+                piece[0, :len(xs[pos:pos + c])] = xs[pos:pos + c]
+                feeds = {inputs[0].name: piece, inputs[1].name: np.array([min(c, len(xs) - pos)], np.int64)}
+                feeds.update({i.name: v for i, v in zip(inputs[2:], state)})
+                state = sess.run(None, feeds)[2:]
+    elif kind == "step":
         from streamer.export.executorch import PteStreamingEncoder
 
         enc = PteStreamingEncoder(path)
@@ -111,6 +147,42 @@ def _measure(kind: str, path: Path, threads: int, seconds: float, repeats: int) 
     out = json.loads(res.stdout.strip().splitlines()[-1])
     print(f"# {path.name}, {threads} thread(s): {out}", file=sys.stderr, flush=True)  # progress of long runs
     return out
+
+
+def export_onnx_step(ck, sc, path: Path) -> Path:
+    """The peer: the same streaming step (same delegate-friendly rewrite) as ONNX, dynamic int8 weights
+    (ONNX Runtime's ``quantize_dynamic``, per channel). Returns the int8 model's path."""
+    import dataclasses
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from streamer.export.executorch import _example_inputs, _Step
+    from streamer.export.rewrite import delegate_friendly
+    from streamer.streaming import StreamingEncoder
+
+    encoder = StreamingEncoder(delegate_friendly(ck.model), sc, trim_invalid=False)
+    example = _example_inputs(encoder)
+    state_names = [f.name for f in dataclasses.fields(encoder.init_state(1))]
+    fp32 = path.with_suffix(".fp32.onnx")
+    with torch.no_grad():
+        torch.onnx.export(_Step(encoder).eval(), example, str(fp32), dynamo=False, opset_version=17,
+                          input_names=["chunk", "num_samples", *state_names],
+                          output_names=["logits", "valid", *(f"next_{n}" for n in state_names)])
+    quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8, per_channel=True)
+    fp32.unlink()
+    return path
+
+
+def _timed(row: "Row", kind: str, path: Path, args: argparse.Namespace) -> dict:
+    """Fills ``row``'s RTF per thread count (a fresh worker each), and its load time and peak RSS from the
+    first thread count; returns that first measurement."""
+    first = {}
+    for th in args.threads:
+        m = _measure(kind, path, th, args.seconds, args.repeats)
+        row.rtf[th] = m["rtf"]
+        if th == args.threads[0]:
+            row.load_s, row.rss_mb, first = m["load_s"], m["rss_mb"], m
+    return first
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -236,6 +308,8 @@ def main() -> None:
                    help="quantizations of the offline-window program (those also in --quantize)")
     p.add_argument("--seconds", type=float, default=8.0, help="length of the timed utterance")
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--no-ort", dest="ort", action="store_false",
+                   help="skip the ONNX Runtime dynamic-int8 peer row of each streaming setup")
     p.add_argument("--manifest", help="held-out utterances for demo-en accuracy (default: synthesize)")
     p.add_argument("--limit", type=int, default=48)
     p.add_argument("--no-rewrite-count", action="store_true", help="skip the segment count without the rewrite")
@@ -284,16 +358,25 @@ def main() -> None:
                     side = json.loads(path.with_suffix(".json").read_text())
                     r = Row(label, LABELS[q], sc.mode, f"{sc.chunk_frames * 0.02:.2f}", path.stat().st_size / 1e6,
                             None, None, {}, sc.latency_seconds, side["delegate_segments"])
-                    for th in args.threads:
-                        m = _measure("step", path, th, args.seconds, args.repeats)
-                        r.rtf[th] = m["rtf"]
-                        if th == args.threads[0]:
-                            r.load_s, r.rss_mb = m["load_s"], m["rss_mb"]
-                            notes.append(f"{label} {r.program} {sc.mode} {r.chunk}: export {export_s:.0f} s, RSS before "
-                                         f"load {m['rss_before_load_mb']:.0f} MB (Python + torch + runtime)")
+                    m = _timed(r, "step", path, args)
+                    notes.append(f"{label} {r.program} {sc.mode} {r.chunk}: export {export_s:.0f} s, RSS before "
+                                 f"load {m['rss_before_load_mb']:.0f} MB (Python + torch + runtime)")
                     rows.append(r)
                     if sc == configs[0]:
                         steps[q] = path
+                if args.ort:
+                    path = folder / f"{name}-{sc.mode}-{sc.chunk_frames}-ort-int8.onnx"
+                    try:
+                        if not (args.reuse and path.is_file()):
+                            export_onnx_step(ck, sc, path)
+                    except Exception as err:
+                        notes.append(f"{label} ORT int8 {sc.mode} {sc.chunk_frames * 0.02:.2f}: export failed: "
+                                     f"{type(err).__name__}: {str(err)[:300]}")
+                    else:
+                        r = Row(label, "ORT int8 dynamic (peer)", sc.mode, f"{sc.chunk_frames * 0.02:.2f}",
+                                path.stat().st_size / 1e6, None, None, {}, sc.latency_seconds)
+                        _timed(r, "ort", path, args)
+                        rows.append(r)
                 if not args.no_rewrite_count and sc == configs[0]:
                     plain = folder / f"{name}-{sc.mode}-{sc.chunk_frames}-plain.pte"
                     export_streaming(ck, ExportConfig(sc, "none", rewrite=False), plain)
@@ -312,11 +395,7 @@ def main() -> None:
                         continue
                     r = Row(label, f"{LABELS[q]} offline window", "offline", f"{args.offline_window:.2f}",
                             path.stat().st_size / 1e6, None, None, {}, None)
-                    for th in args.threads:
-                        m = _measure("window", path, th, args.seconds, args.repeats)
-                        r.rtf[th] = m["rtf"]
-                        if th == args.threads[0]:
-                            r.load_s, r.rss_mb = m["load_s"], m["rss_mb"]
+                    _timed(r, "window", path, args)
                     rows.append(r)
             for r in rows:
                 if r.model == label:
