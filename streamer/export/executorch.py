@@ -90,7 +90,12 @@ def _example_inputs(encoder: StreamingEncoder) -> tuple[Tensor, ...]:
 
 
 def _quantizable(module: nn.Module) -> list[str]:
-    """Names of the layers XNNPACK runs in int8: Linears, and convs with > 1 input channel per group."""
+    """Names of the weight-bearing layers to quantize: Linears, and convs with > 1 input channel per group.
+
+    Measured with ETDump (executorch 1.5.1): the Linears run as int8 XNNPACK kernels; the dynamic
+    config leaves the convs unannotated, and statically annotated convs still run as float32
+    convolutions between converts.
+    """
     names = []
     for name, m in module.named_modules():
         if isinstance(m, nn.Linear) or (isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.in_channels // m.groups > 1):
