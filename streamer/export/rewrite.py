@@ -11,8 +11,12 @@ deep copy of a model with those blocks replaced by equivalents written in ops th
 * `DelegateSelfAttention` — the query projection pre-multiplied by 1/sqrt(D/H), scores by ``bmm``,
   the additive bias, ``softmax`` over keys, ``bmm`` with the values (a fully masked query row gets a
   uniform average, as `streamer.model.masks` documents, instead of SDPA's special case);
-* `Conv1dAs2d` — a Conv1d run as a Conv2d over a (B, C, 1, N) view, which XNNPACK can quantize
-  dynamically to int8.
+* `FramewiseFeatureExtractor` — a layer-norm conv front-end in (B, T, C) layout, each strided conv
+  written as a gather of its input frames (reshapes, contiguous slices, one concat) and a Linear,
+  so that int8 quantization applies to it: XNNPACK in executorch 1.5.1 runs quantized convs as
+  float32 convolutions (measured with ETDump), and quantized Linears as int8 kernels;
+* `Conv1dAs2d` — any other Conv1d (the positional conv, group-norm front-ends) run as a Conv2d over
+  a (B, C, 1, N) view, which the delegate takes (in float32).
 
 `streamer.model` is untouched: the rewrite applies only to the copy that gets exported. After
 ``torch.export``, `slice_layer_selects` turns the step's per-layer ``cache[i]`` selects (not
@@ -28,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from streamer.model.components import SelfAttention
+from streamer.model.components import FeatureExtractor, SelfAttention
 
 
 class DelegateLayerNorm(nn.Module):
@@ -121,10 +125,87 @@ class Conv1dAs2d(nn.Module):
         return y.reshape(b, y.shape[1], y.shape[3])
 
 
+class ConvAsLinear(nn.Module):
+    """A Conv1d (no padding, dilation or groups; kernel <= 2 x stride) on (B, N, C_in) frames.
+
+    Output frame t reads input frames [s t, s t + k): the first s of them are row t of the input
+    reshaped to (N / s, s C_in), the other k - s the start of row t + 1; their concatenation times
+    the conv's weight laid out as (C_out, k C_in) is the conv.
+
+    Args:
+        conv: The Conv1d to replace (its weights are copied).
+    """
+
+    def __init__(self, conv: nn.Conv1d) -> None:
+        super().__init__()
+        if not supports_conv_as_linear(conv):
+            raise ValueError(f"conv-as-linear rewrite: expected no padding/dilation/groups and kernel <= 2 x stride, "
+                             f"found {conv}")
+        self.kernel, self.stride, self.in_channels = conv.kernel_size[0], conv.stride[0], conv.in_channels
+        self.linear = nn.Linear(self.kernel * self.in_channels, conv.out_channels, bias=conv.bias is not None)
+        with torch.no_grad():
+            self.linear.weight.copy_(conv.weight.permute(0, 2, 1).reshape(conv.out_channels, -1))
+            if conv.bias is not None:
+                self.linear.bias.copy_(conv.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, N, C_in) → (B, (N - k) // s + 1, C_out)."""
+        b, n, c = x.shape
+        k, s = self.kernel, self.stride
+        out = (n - k) // s + 1
+        rows = x[:, : s * out].reshape(b, out, s * c)
+        if k < s:
+            rows = rows[:, :, : k * c]
+        elif k > s:
+            if s * out + s > n:  # the last row's tail (never read) runs past the input
+                x = F.pad(x, (0, 0, 0, s * out + s - n))
+            rows = torch.cat([rows, x[:, s: s * out + s].reshape(b, out, s * c)[:, :, : (k - s) * c]], dim=-1)
+        return self.linear(rows)
+
+
+def supports_conv_as_linear(conv: nn.Module) -> bool:
+    """Whether `ConvAsLinear` can replace ``conv``."""
+    return (isinstance(conv, nn.Conv1d) and conv.groups == 1 and conv.dilation[0] == 1 and conv.padding_mode == "zeros"
+            and not isinstance(conv.padding, str) and conv.padding[0] == 0 and conv.kernel_size[0] <= 2 * conv.stride[0])
+
+
+class FramewiseFeatureExtractor(nn.Module):
+    """`FeatureExtractor` (layer-norm kind) in (B, T, C) layout: per layer `ConvAsLinear` → layer norm
+    over channels → activation; the same (B, T, C_last) features.
+
+    Args:
+        extractor: The front-end to replace (``norm_kind == "layer"``, every conv `supports_conv_as_linear`).
+    """
+
+    def __init__(self, extractor: FeatureExtractor) -> None:
+        super().__init__()
+        if not framewise_applies(extractor):
+            raise ValueError("framewise front-end rewrite: expected a layer-norm front-end of plain strided convs")
+        self.convs = nn.ModuleList(ConvAsLinear(layer.conv) for layer in extractor.conv_layers)
+        self.norms = nn.ModuleList(DelegateLayerNorm(layer.norm) for layer in extractor.conv_layers)
+        self.acts = [layer.act for layer in extractor.conv_layers]
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        """(B, N) float samples → (B, T, C_last) features."""
+        x = waveform.reshape(waveform.shape[0], waveform.shape[1], 1)
+        for conv, norm, act in zip(self.convs, self.norms, self.acts):
+            x = act(norm(conv(x)))
+        return x
+
+
+def framewise_applies(extractor: nn.Module) -> bool:
+    """Whether `FramewiseFeatureExtractor` can replace ``extractor``."""
+    return (isinstance(extractor, FeatureExtractor) and extractor.norm_kind == "layer"
+            and all(supports_conv_as_linear(layer.conv) and isinstance(layer.norm, nn.LayerNorm)
+                    for layer in extractor.conv_layers))
+
+
 def _swap(module: nn.Module) -> int:
     swapped = 0
     for name, child in list(module.named_children()):
-        if isinstance(child, nn.LayerNorm):
+        if framewise_applies(child):
+            setattr(module, name, FramewiseFeatureExtractor(child))
+        elif isinstance(child, nn.LayerNorm):
             setattr(module, name, DelegateLayerNorm(child))
         elif isinstance(child, SelfAttention):
             setattr(module, name, DelegateSelfAttention(child))
