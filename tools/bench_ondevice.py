@@ -173,6 +173,12 @@ def export_onnx_step(ck, sc, path: Path) -> Path:
     return path
 
 
+def _runtime_error(err: Exception) -> str:
+    """The runtime's own lines about why a program did not load (XNNPACK / method init)."""
+    lines = [ln for ln in str(err).splitlines() if "XNN" in ln or "Init failed" in ln or "Error" in ln]
+    return " / ".join(lines[:3]) or str(err)[-300:]
+
+
 def _timed(row: "Row", kind: str, path: Path, args: argparse.Namespace) -> dict:
     """Fills ``row``'s RTF per thread count (a fresh worker each), and its load time and peak RSS from the
     first thread count; returns that first measurement."""
@@ -395,7 +401,11 @@ def main() -> None:
                         continue
                     r = Row(label, f"{LABELS[q]} offline window", "offline", f"{args.offline_window:.2f}",
                             path.stat().st_size / 1e6, None, None, {}, None)
-                    _timed(r, "window", path, args)
+                    try:
+                        _timed(r, "window", path, args)
+                    except RuntimeError as err:  # a program the runtime refuses is a result, not a crash
+                        notes.append(f"{label} {r.program}: the runtime refused it: {_runtime_error(err)}")
+                        continue
                     rows.append(r)
             for r in rows:
                 if r.model == label:

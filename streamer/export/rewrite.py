@@ -29,7 +29,6 @@ import copy
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from streamer.model.components import FeatureExtractor, SelfAttention
@@ -150,17 +149,30 @@ class ConvAsLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, N, C_in) → (B, (N - k) // s + 1, C_out)."""
-        b, n, c = x.shape
         k, s = self.kernel, self.stride
-        out = (n - k) // s + 1
-        rows = x[:, : s * out].reshape(b, out, s * c)
-        if k < s:
-            rows = rows[:, :, : k * c]
-        elif k > s:
-            if s * out + s > n:  # the last row's tail (never read) runs past the input
-                x = F.pad(x, (0, 0, 0, s * out + s - n))
-            rows = torch.cat([rows, x[:, s: s * out + s].reshape(b, out, s * c)[:, :, : (k - s) * c]], dim=-1)
+        out = (x.shape[1] - k) // s + 1
+        rows = self._frames(x, 0, min(k, s), out)
+        if k > s:
+            rows = torch.cat([rows, self._frames(x, s, k - s, out)], dim=-1)
         return self.linear(rows)
+
+    def _frames(self, x: Tensor, start: int, width: int, out: int) -> Tensor:
+        """Input frames [start + s t, start + s t + width) for t < out, as (B, out, width C_in) rows."""
+        b, n, c = x.shape
+        s = self.stride
+
+        def rows(begin: int, count: int) -> Tensor:
+            # Full-range slices are left out: they export as alias copies, which the delegate refuses.
+            part = x if (begin == 0 and s * count == n) else x[:, begin: begin + s * count]
+            part = part.reshape(b, count, s * c)
+            return part if width == s else part[:, :, : width * c]
+
+        if start + s * out <= n:
+            return rows(start, out)
+        # The input ends inside the last row: its frames are read on their own (no pad: XNNPACK
+        # refuses a constant pad of int8 tensors).
+        last = x[:, start + s * (out - 1): start + s * (out - 1) + width].reshape(b, 1, width * c)
+        return torch.cat([rows(start, out - 1), last], dim=1)
 
 
 def supports_conv_as_linear(conv: nn.Module) -> bool:
