@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -257,10 +257,10 @@ class Recognizer:
             torch.set_num_threads(config.threads)
         self.checkpoint = checkpoint
         self.model = checkpoint.model.eval() if checkpoint is not None else None
-        self.vocab = checkpoint.vocab if checkpoint is not None else program.vocab
-        self.preprocess = checkpoint.preprocess if checkpoint is not None else program.preprocess
-        self.grid = FrameGrid.of(self.model.config if checkpoint is not None else program.encoder_config)
-        self.source = str(checkpoint.folder) if checkpoint is not None else str(step_program)
+        owner = checkpoint if checkpoint is not None else program  # both carry vocab and preprocess
+        self.vocab, self.preprocess = owner.vocab, owner.preprocess
+        self.grid = FrameGrid.of(checkpoint.config if checkpoint is not None else program.encoder_config)
+        self.source = str(checkpoint.folder if checkpoint is not None else step_program)
         self.decoder: BeamSearchDecoder | GreedyDecoder = (
             BeamSearchDecoder(self.vocab, config.decoder) if config.uses_beam else GreedyDecoder(self.vocab))
         self.streaming_encoder: Any
@@ -491,7 +491,7 @@ def _with_overrides(config: RecognizerConfig, overrides: dict[str, Any]) -> Reco
     known = {f.name for f in fields(RecognizerConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ConfigError(f"Recognizer.load: expected RecognizerConfig fields ({', '.join(sorted(known))}), "
+        raise ConfigError(f"recognizer options: expected RecognizerConfig fields ({', '.join(sorted(known))}), "
                           f"found {', '.join(unknown)}")
     return replace(config, **overrides)
 

@@ -30,23 +30,4 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(f"streamer.corpus.{_EXPORTS[name]}"), name)
 
 
-__all__ = [
-    "AugmentConfig",
-    "Augmenter",
-    "CorpusSummary",
-    "HELD_OUT_VOICES",
-    "ManifestEntry",
-    "Sentence",
-    "SentenceSplits",
-    "SplitConfig",
-    "Synthesizer",
-    "Voice",
-    "base_voices",
-    "build_corpus",
-    "load_splits",
-    "read_manifest",
-    "split_of",
-    "synthesize",
-    "write_lm_text",
-    "write_manifest",
-]
+__all__ = sorted(_EXPORTS)

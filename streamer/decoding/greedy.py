@@ -146,6 +146,7 @@ class GreedyDecoder:
                               f"found {commit_blank_frames!r}")
         self.vocab = vocab
         self.commit_blank_frames = commit_blank_frames
+        self._per_character = vocab.per_character
         self._sep = word_separator(vocab)
         self._delimiters = {i for i in range(len(vocab)) if vocab.token_text(i) == " "} | {vocab.delimiter_id}
 
@@ -212,7 +213,7 @@ class GreedyDecoder:
             state._run = None
             if run[0] not in self._delimiters:
                 state._word.append(_span(run))
-                if self._sep == "":  # words are characters: a closed run is a complete word
+                if self._per_character:  # words are characters: a closed run is a complete word
                     self._end_word(state)
 
     def _end_word(self, state: GreedyState) -> None:

@@ -186,7 +186,7 @@ class FramewiseFeatureExtractor(nn.Module):
     over channels → activation; the same (B, T, C_last) features.
 
     Args:
-        extractor: The front-end to replace (``norm_kind == "layer"``, every conv `supports_conv_as_linear`).
+        extractor: The front-end to replace (layer norms, every conv `supports_conv_as_linear`).
     """
 
     def __init__(self, extractor: FeatureExtractor) -> None:
@@ -207,7 +207,7 @@ class FramewiseFeatureExtractor(nn.Module):
 
 def framewise_applies(extractor: nn.Module) -> bool:
     """Whether `FramewiseFeatureExtractor` can replace ``extractor``."""
-    return (isinstance(extractor, FeatureExtractor) and extractor.norm_kind == "layer"
+    return (isinstance(extractor, FeatureExtractor)
             and all(supports_conv_as_linear(layer.conv) and isinstance(layer.norm, nn.LayerNorm)
                     for layer in extractor.conv_layers))
 

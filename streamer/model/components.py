@@ -81,7 +81,6 @@ class FeatureExtractor(nn.Module):
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.config = config
-        self.norm_kind = config.feat_extract_norm
         layers = []
         in_ch = 1
         for i, (ch, k, s) in enumerate(zip(config.conv_dim, config.conv_kernel, config.conv_stride)):
@@ -108,7 +107,7 @@ class FeatureExtractor(nn.Module):
         only for frame-local norms (``feat_extract_norm == "layer"``): a group norm normalizes each
         channel over the whole input. Eager inference only (shape-dependent loop; not for export).
         """
-        if self.norm_kind != "layer":
+        if self.config.feat_extract_norm != "layer":
             raise ValueError("forward_in_pieces: expected a layer-norm front-end, found a group-norm one")
         total = self.config.num_frames(waveform.shape[-1])
         if piece_frames < 1 or total <= piece_frames:
