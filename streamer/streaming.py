@@ -251,17 +251,28 @@ class StreamingEncoder(nn.Module):
                            cache_valid=torch.zeros(batch, sc.left_frames, dtype=torch.bool, device=dev))
 
     # ------------------------------------------------------------------ step
-    def _new_frames(self, chunk: Tensor, state: State, num_samples: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _new_frames(self, chunk: Tensor, samples: Tensor, samples_seen: Tensor, steps: Tensor,
+                    num_samples: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Conv + projection of the step's n frames and their validity.
 
         The frame arithmetic uses integer tensors only (no Python scalars): quantization passes turn
         scalar literals into float constants, and float counters lose exactness past 2^24 samples.
+
+        Args:
+            chunk: (B, C) new samples.
+            samples: (B, 320) the previous step's last samples.
+            samples_seen: (B,) int64 real samples before this chunk.
+            steps: (B,) int64 steps taken before this one.
+            num_samples: (B,) int64 real samples in ``chunk``.
+
+        Returns:
+            Features (B, n, D) (zero where invalid), validity (B, n) bool, and the samples seen after it.
         """
         n = self.config.chunk_frames
-        audio = torch.cat([state.samples, chunk], dim=1)
+        audio = torch.cat([samples, chunk], dim=1)
         feats = self.model.feature_projection(self.model.feature_extractor(audio))  # (B, n, D)
-        seen = state.samples_seen + num_samples
-        steps = state.steps[:, None]
+        seen = samples_seen + num_samples
+        steps = steps[:, None]
         g = steps * torch.full_like(steps, n) - torch.ones_like(steps) + torch.arange(n, device=chunk.device)[None, :]
         end = g * torch.full_like(g, XLSR_GRID.hop_samples) + torch.full_like(g, XLSR_GRID.field_samples)
         valid = (g >= torch.zeros_like(g)) & (end <= seen[:, None])
@@ -294,7 +305,7 @@ class StreamingEncoder(nn.Module):
     def _window_step(self, chunk: Tensor, state: WindowState, num_samples: Tensor) -> tuple[Tensor, Tensor, WindowState]:
         sc = self.config
         n, left = sc.chunk_frames, sc.left_frames
-        feats, valid, seen = self._new_frames(chunk, state, num_samples)
+        feats, valid, seen = self._new_frames(chunk, state.samples, state.samples_seen, state.steps, num_samples)
         window = torch.cat([state.features[:, n:], feats], dim=1)
         wvalid = torch.cat([state.valid[:, n:], valid], dim=1)
         lo, hi = 0, window.shape[1]
@@ -311,23 +322,46 @@ class StreamingEncoder(nn.Module):
         return logits, wvalid[:, left:left + n], new
 
     def _cached_step(self, chunk: Tensor, state: CachedState, num_samples: Tensor) -> tuple[Tensor, Tensor, CachedState]:
-        enc = self.model.encoder
-        feats, valid, seen = self._new_frames(chunk, state, num_samples)
-        pos, pos_history = enc.pos_conv.step(feats, state.pos_history)
-        x = enc.embed(feats, pos)
-        allowed = torch.cat([state.cache_valid, valid], dim=1)[:, None, None, :]
-        bias = additive_bias(allowed, x.dtype)
+        x, bias, valid, small = self.cached_begin(chunk, state.samples, state.samples_seen, state.steps,
+                                                  state.pos_history, state.cache_valid, num_samples)
         left = self.config.left_frames
         new_keys, new_values = [], []
-        for i, layer in enumerate(enc.layers):
+        for i, layer in enumerate(self.model.encoder.layers):
             x, k, v = layer(x, bias, state.keys[i], state.values[i])
             new_keys.append(torch.cat([state.keys[i], k], dim=2)[:, :, -left:])
             new_values.append(torch.cat([state.values[i], v], dim=2)[:, :, -left:])
-        logits = self.model.ctc_head(enc.finish(x))
-        new = CachedState(samples=chunk[:, -XLSR_GRID.hop_samples:], samples_seen=seen, steps=state.steps + torch.ones_like(state.steps),
-                          pos_history=pos_history, keys=torch.stack(new_keys), values=torch.stack(new_values),
-                          cache_valid=torch.cat([state.cache_valid, valid], dim=1)[:, -left:])
-        return logits, valid, new
+        samples, seen, steps, pos_history, cache_valid = small
+        new = CachedState(samples=samples, samples_seen=seen, steps=steps, pos_history=pos_history,
+                          keys=torch.stack(new_keys), values=torch.stack(new_values), cache_valid=cache_valid)
+        return self.cached_end(x), valid, new
+
+    def cached_begin(self, chunk: Tensor, samples: Tensor, samples_seen: Tensor, steps: Tensor, pos_history: Tensor,
+                     cache_valid: Tensor, num_samples: Tensor) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, ...]]:
+        """A cached step up to the first layer (shared with the exported step, whose cache layout differs).
+
+        Args:
+            chunk, samples, samples_seen, steps, num_samples: See `_new_frames`.
+            pos_history: (B, K-1, D) the positional conv's last inputs.
+            cache_valid: (B, left) bool, which cache slots hold real frames.
+
+        Returns:
+            The layers' input (B, n, D); the additive attention bias (B, 1, 1, left + n) over the cache
+            followed by the new frames; the new frames' validity (B, n); and the next state's
+            ``(samples, samples_seen, steps, pos_history, cache_valid)``.
+        """
+        enc = self.model.encoder
+        feats, valid, seen = self._new_frames(chunk, samples, samples_seen, steps, num_samples)
+        pos, pos_history = enc.pos_conv.step(feats, pos_history)
+        x = enc.embed(feats, pos)
+        allowed = torch.cat([cache_valid, valid], dim=1)
+        bias = additive_bias(allowed[:, None, None, :], x.dtype)
+        small = (chunk[:, -XLSR_GRID.hop_samples:], seen, steps + torch.ones_like(steps), pos_history,
+                 allowed[:, -self.config.left_frames:])
+        return x, bias, valid, small
+
+    def cached_end(self, x: Tensor) -> Tensor:
+        """The last layer's output (B, n, D) → logits (B, n, V)."""
+        return self.model.ctc_head(self.model.encoder.finish(x))
 
     def first_frame(self, steps_before: int) -> int:
         """Global index of the first frame a step emits (see `StreamingConfig.first_frame`)."""

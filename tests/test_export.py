@@ -18,7 +18,7 @@ from streamer.checkpoint import load_checkpoint  # noqa: E402
 from streamer.export.executorch import ExportConfig, PteStreamingEncoder, export_streaming  # noqa: E402
 from streamer.export.rewrite import delegate_friendly  # noqa: E402
 from streamer.recognizer import Recognizer  # noqa: E402
-from streamer.streaming import StreamingConfig, StreamingEncoder, state_tensors  # noqa: E402
+from streamer.streaming import StreamingConfig, StreamingEncoder  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,7 @@ def _compare(pte: PteStreamingEncoder, eager: StreamingEncoder, steps: int, seed
         l1, v1, s1 = pte.step(piece, s1, n)
         l2, v2, s2 = eager.step(piece, s2, n)
         assert torch.equal(v1, v2)
-        assert [t.dtype for t in state_tensors(s1)] == [t.dtype for t in state_tensors(s2)]
+        assert [t.dtype for t in s1.tensors] == [getattr(torch, e["dtype"]) for e in pte.meta["state"]]
         if v2.any():
             worst = max(worst, (l1 - l2)[v2].abs().max().item())
             ref_norm += l2[v2].pow(2).sum().item()
@@ -147,6 +147,34 @@ def test_rewrite_keeps_the_numbers(stable):
             got, _ = copy(x, lengths, chunk=chunk)
             assert (got - ref).abs().max().item() < 1e-4 * max(1.0, ref.abs().max().item())
     assert model.encoder.layers[0].attention.q_proj.weight.data_ptr() != copy.encoder.layers[0].attention.q_proj.weight.data_ptr()
+
+
+def test_block_cache_step_equals_the_cached_step(model_dir):
+    """The exported cached step's ring of per-chunk key/value blocks (moved along by the sidecar's
+    ``next`` entries) gives the cached step's logits, on the bundled model (eager, before export)."""
+    from streamer.export.executorch import _BlockCachedStep, advance_state, step_module
+
+    ck = load_checkpoint(model_dir)
+    cfg = StreamingConfig.from_seconds("cached", 0.32, left=0.96)
+    eager = StreamingEncoder(ck.model, cfg)
+    block = step_module(StreamingEncoder(delegate_friendly(ck.model), cfg, trim_invalid=False), rewritten=True)
+    assert isinstance(block, _BlockCachedStep)
+    layout = block.layout()
+    assert sum("state" in e["next"] for e in layout) == 2 * ck.config.num_layers * (cfg.left_chunks - 1)
+    c, steps = cfg.chunk_samples, 9  # more steps than the ring has blocks: every block gets recycled
+    x = torch.randn(1, c * steps - 1234, generator=torch.Generator().manual_seed(2)) * 0.2
+    s1, s2 = block.initial(), eager.init_state(1)
+    with torch.no_grad():
+        for i in range(steps):
+            piece = x[:, i * c:(i + 1) * c]
+            n = torch.tensor([piece.shape[1]])
+            piece = torch.nn.functional.pad(piece, (0, c - piece.shape[1]))
+            out = block(piece, n, *s1)
+            s1 = advance_state(layout, s1, out[2:])
+            l2, v2, s2 = eager.step(piece, s2, n)
+            assert torch.equal(out[1], v2)
+            assert (out[0] - l2)[v2].abs().max().item() < 1e-4
+    assert torch.equal(s1[4], s2.cache_valid)  # the ring saw the same frames as the stacked cache
 
 
 @pytest.mark.parametrize("k,s,c", [(10, 5, 1), (3, 2, 4), (2, 2, 4), (1, 3, 2), (4, 2, 3)])

@@ -92,10 +92,12 @@ def worker(kind: str, path: str, threads: int, seconds: float, repeats: int) -> 
         so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
         sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
         load_s = time.perf_counter() - t
-        inputs = sess.get_inputs()
-        c = inputs[0].shape[1]
-        dtypes = {"tensor(bool)": np.bool_, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
-        zero_state = [np.zeros(i.shape, dtype=dtypes.get(i.type, np.float32)) for i in inputs[2:]]
+        from streamer.export.executorch import advance_state
+
+        layout = json.loads(Path(path).with_suffix(".json").read_text())["state"]
+        names = [i.name for i in sess.get_inputs()]
+        c = sess.get_inputs()[0].shape[1]
+        zero_state = [np.zeros(e["shape"], dtype=e["dtype"]) for e in layout]
 
         def run() -> None:
             state = zero_state
@@ -103,9 +105,9 @@ def worker(kind: str, path: str, threads: int, seconds: float, repeats: int) -> 
             for pos in range(0, len(xs), c):
                 piece = np.zeros((1, c), np.float32)
                 piece[0, :len(xs[pos:pos + c])] = xs[pos:pos + c]
-                feeds = {inputs[0].name: piece, inputs[1].name: np.array([min(c, len(xs) - pos)], np.int64)}
-                feeds.update({i.name: v for i, v in zip(inputs[2:], state)})
-                state = sess.run(None, feeds)[2:]
+                feeds = {names[0]: piece, names[1]: np.array([min(c, len(xs) - pos)], np.int64)}
+                feeds.update(zip(names[2:], state))
+                state = advance_state(layout, state, sess.run(None, feeds)[2:])
     elif kind == "step":
         from streamer.export.executorch import PteStreamingEncoder
 
@@ -150,26 +152,27 @@ def _measure(kind: str, path: Path, threads: int, seconds: float, repeats: int) 
 
 
 def export_onnx_step(ck, sc, path: Path) -> Path:
-    """The peer: the same streaming step (same delegate-friendly rewrite) as ONNX, dynamic int8 weights
-    (ONNX Runtime's ``quantize_dynamic``, per channel). Returns the int8 model's path."""
-    import dataclasses
-
+    """The peer: the same streaming step (same delegate-friendly rewrite and state layout, written beside
+    it as ``.json``) as ONNX, dynamic int8 weights (ONNX Runtime's ``quantize_dynamic``, per channel).
+    Returns the int8 model's path."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from streamer.export.executorch import _example_inputs, _Step
+    from streamer.export.executorch import _example_inputs, step_module
     from streamer.export.rewrite import delegate_friendly
     from streamer.streaming import StreamingEncoder
 
-    encoder = StreamingEncoder(delegate_friendly(ck.model), sc, trim_invalid=False)
-    example = _example_inputs(encoder)
-    state_names = [f.name for f in dataclasses.fields(encoder.init_state(1))]
+    step = step_module(StreamingEncoder(delegate_friendly(ck.model), sc, trim_invalid=False), rewritten=True).eval()
+    layout = step.layout()
+    names = [e["name"] for e in layout]
+    outputs = sorted({e["next"]["output"] for e in layout if "output" in e["next"]})
     fp32 = path.with_suffix(".fp32.onnx")
     with torch.no_grad():
-        torch.onnx.export(_Step(encoder).eval(), example, str(fp32), dynamo=False, opset_version=17,
-                          input_names=["chunk", "num_samples", *state_names],
-                          output_names=["logits", "valid", *(f"next_{n}" for n in state_names)])
+        torch.onnx.export(step, _example_inputs(step), str(fp32), dynamo=False, opset_version=17,
+                          input_names=["chunk", "num_samples", *names],
+                          output_names=["logits", "valid", *(f"out_{i}" for i in outputs)])
     quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8, per_channel=True)
     fp32.unlink()
+    path.with_suffix(".json").write_text(json.dumps({"state": layout}))
     return path
 
 

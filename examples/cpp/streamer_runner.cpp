@@ -273,10 +273,12 @@ std::string lower_ascii(std::string s) {
 }
 
 // ------------------------------------------------------------------------------------------ state
-struct Buffer {  // one state tensor, owned here between steps
+struct Slot {  // one state tensor of the sidecar's layout
   std::vector<int32_t> sizes;
   ScalarType type;
-  std::vector<uint8_t> bytes;
+  size_t nbytes = 0;
+  bool from_output = true;  // its next value: the step's state output `source`, or state tensor `source`
+  size_t source = 0;
 };
 
 ScalarType dtype_of(const std::string& name) {
@@ -342,15 +344,26 @@ int main(int argc, char** argv) {
     if (constant(module, "vocab_size") != static_cast<int64_t>(tokens.size())) fail("program and sidecar disagree on the vocabulary size");
     double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-    // State layout from the sidecar: zero tensors in field order.
-    std::vector<Buffer> state;
+    // State layout from the sidecar; the state starts as zeros, one byte buffer per slot, owned here.
+    std::vector<Slot> layout;
     for (const auto& f : side["state"].arr) {
-      Buffer b;
+      Slot slot;
       size_t n = 1;
-      for (const auto& s : f["shape"].arr) { b.sizes.push_back(static_cast<int32_t>(s.num)); n *= static_cast<size_t>(s.num); }
-      b.type = dtype_of(f["dtype"].str);
-      b.bytes.assign(n * element_size(b.type), 0);
-      state.push_back(std::move(b));
+      for (const auto& s : f["shape"].arr) { slot.sizes.push_back(static_cast<int32_t>(s.num)); n *= static_cast<size_t>(s.num); }
+      slot.type = dtype_of(f["dtype"].str);
+      slot.nbytes = n * element_size(slot.type);
+      slot.source = layout.size();  // format version 1: output i is state i
+      if (f.has("next")) {  // version 2: an output, or another state tensor moved along a ring
+        slot.from_output = f["next"].has("output");
+        slot.source = static_cast<size_t>(f["next"][slot.from_output ? "output" : "state"].num);
+      }
+      layout.push_back(std::move(slot));
+    }
+    std::vector<std::vector<uint8_t>> state;
+    for (const auto& slot : layout) {
+      if (!slot.from_output && (slot.source >= layout.size() || layout[slot.source].nbytes != slot.nbytes))
+        fail("sidecar: a state entry moves from a state tensor that does not exist or differs in size");
+      state.emplace_back(slot.nbytes, 0);
     }
 
     std::vector<float> audio = read_wav(pos[1]);
@@ -381,7 +394,7 @@ int main(int argc, char** argv) {
       std::vector<TensorPtr> keep;
       keep.push_back(make_tensor_ptr({1, static_cast<int32_t>(chunk)}, piece.data(), ScalarType::Float));
       keep.push_back(make_tensor_ptr({1}, &num, ScalarType::Long));
-      for (auto& b : state) keep.push_back(make_tensor_ptr(b.sizes, b.bytes.data(), b.type));
+      for (size_t i = 0; i < layout.size(); ++i) keep.push_back(make_tensor_ptr(layout[i].sizes, state[i].data(), layout[i].type));
       std::vector<EValue> inputs(keep.begin(), keep.end());
       auto t = std::chrono::steady_clock::now();
       auto out = module.forward(inputs);
@@ -399,11 +412,20 @@ int main(int argc, char** argv) {
         for (int64_t v = 1; v < vocab; ++v) if (row[v] > row[best]) best = static_cast<int>(v);
         decoder.advance(best);
       }
-      for (size_t i = 0; i < state.size(); ++i) {  // outputs live in the method's memory: copy them out
-        const auto& s = (*out)[2 + i].toTensor();
-        if (static_cast<size_t>(s.nbytes()) != state[i].bytes.size()) fail("program: state output size differs from the sidecar");
-        std::memcpy(state[i].bytes.data(), s.const_data_ptr(), state[i].bytes.size());
+      // The next state: state tensors moved along their ring (no copy), outputs copied out of the
+      // method's memory (it is reused by the next call).
+      std::vector<std::vector<uint8_t>> next(layout.size());
+      for (size_t i = 0; i < layout.size(); ++i)
+        if (!layout[i].from_output) next[i] = std::move(state[layout[i].source]);
+      for (size_t i = 0; i < layout.size(); ++i) {
+        if (!layout[i].from_output) continue;
+        if (2 + layout[i].source >= out->size()) fail("program: fewer state outputs than the sidecar names");
+        const auto& s = (*out)[2 + layout[i].source].toTensor();
+        if (static_cast<size_t>(s.nbytes()) != layout[i].nbytes) fail("program: state output size differs from the sidecar");
+        const auto* p = static_cast<const uint8_t*>(s.const_data_ptr());
+        next[i].assign(p, p + s.nbytes());
       }
+      state = std::move(next);
       std::string line = decoder.committed() + " | " + decoder.tentative();
       if (!quiet && line != shown) std::fprintf(stderr, "partial: %s\n", line.c_str());
       shown = line;

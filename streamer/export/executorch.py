@@ -4,12 +4,15 @@ The exported program has one method ``forward(chunk, num_samples, *state) -> (lo
 — `streamer.streaming.StreamingEncoder.step` with B = 1 and fixed shapes — plus constant methods
 with the runtime facts a C++ or mobile runner needs (``sample_rate``, ``chunk_samples``,
 ``chunk_frames``, ``left_frames``, ``right_frames``, ``vocab_size``, ``blank_id``). A JSON sidecar
-(``<name>.json``) holds the vocabulary, the streaming setup and the state's names, shapes and dtypes.
+(``<name>.json``) holds the vocabulary, the streaming setup and the state's names, shapes, dtypes
+and update rule. A cached-mode step keeps its key/value cache as a ring of per-layer, per-chunk
+blocks that the runner moves along (`_BlockCachedStep`), so no cached frame is copied per step.
 
 Before export the model is rewritten into ops the XNNPACK delegate takes (`streamer.export.rewrite`:
-layer norms as mean/rsqrt, attention as bmm/softmax with an additive bias, 1-D convs as 2-D convs,
-per-layer cache selects as slices), so the whole encoder runs in one delegate segment; only the
-step's integer frame bookkeeping stays in portable kernels. The sidecar records the segment count.
+layer norms as mean/rsqrt, attention as bmm/softmax with an additive bias, the conv front-end as
+frame gathers and Linears, other 1-D convs as 2-D convs), so the whole encoder runs in one delegate
+segment; only the step's integer frame bookkeeping stays in portable kernels. The sidecar records
+the segment count.
 
 Quantization (PT2E with the XNNPACK quantizer, per-channel symmetric int8 weights, applied to the
 weight-bearing layers only — every Linear and every conv with more than one input channel per group —
@@ -39,13 +42,15 @@ from torch import Tensor, nn
 from streamer.checkpoint import Checkpoint
 from streamer.constants import SAMPLE_RATE
 from streamer.errors import ConfigError, missing_dependency
-from streamer.export.rewrite import delegate_friendly, slice_layer_selects
+from streamer.export.rewrite import delegate_friendly
 from streamer.model import EncoderConfig
 from streamer.preprocess import PreprocessConfig
-from streamer.streaming import CachedState, State, StreamingConfig, StreamingEncoder, WindowState, state_tensors
+from streamer.streaming import CachedState, StreamingConfig, StreamingEncoder, WindowState, state_tensors
 from streamer.vocab import Vocabulary
 
 QUANTIZATIONS = ("none", "dynamic", "static")
+PTE_FORMAT_VERSIONS = (1, 2)
+"""Sidecar versions this runtime reads (1: every state tensor is a step output; 2: adds ``next``)."""
 
 
 @dataclass(frozen=True)
@@ -64,17 +69,109 @@ class ExportConfig:
             raise ConfigError(f"quantize: expected one of {QUANTIZATIONS}, found {self.quantize!r}")
 
 
+def _spec(name: str, t: Tensor, nxt: dict[str, int]) -> dict:
+    return {"name": name, "shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", ""), "next": nxt}
+
+
+def advance_state(layout: Sequence[dict], state: Sequence[Tensor], produced: Sequence[Tensor]) -> tuple[Tensor, ...]:
+    """The next state of an exported step: per the sidecar's ``state`` entries, a step output or a state tensor.
+
+    Args:
+        layout: The sidecar's ``state`` list; entry i's ``next`` is ``{"output": j}`` (the step's j-th
+            state output) or ``{"state": k}`` (this step's k-th state input, moved along a block ring).
+            Entries without ``next`` (format version 1) take output i.
+        state: This step's state inputs.
+        produced: The step's outputs after the logits and the validity mask.
+    """
+    out = []
+    for i, entry in enumerate(layout):
+        nxt = entry.get("next", {"output": i})
+        out.append(produced[nxt["output"]] if "output" in nxt else state[nxt["state"]])
+    return tuple(out)
+
+
 class _Step(nn.Module):
-    """The streaming step as a module over plain tensors (what torch.export traces)."""
+    """The streaming step over plain tensors (what torch.export traces): the whole state in and out."""
 
     def __init__(self, encoder: StreamingEncoder) -> None:
         super().__init__()
         self.encoder = encoder
         self.state_cls = WindowState if encoder.config.mode == "window" else CachedState
 
+    def initial(self) -> tuple[Tensor, ...]:
+        """The state before any audio (B = 1)."""
+        return state_tensors(self.encoder.init_state(1))
+
+    def layout(self) -> list[dict]:
+        """The sidecar's ``state`` entries: name, shape, dtype, and where the next value comes from."""
+        names = [f.name for f in dataclasses.fields(self.state_cls)]
+        return [_spec(n, t, {"output": i}) for i, (n, t) in enumerate(zip(names, self.initial()))]
+
     def forward(self, chunk: Tensor, num_samples: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
         logits, valid, new = self.encoder.step(chunk, self.state_cls(*state), num_samples)
         return (logits, valid, *state_tensors(new))
+
+
+class _BlockCachedStep(nn.Module):
+    """The cached step with its key/value cache as a ring of per-layer, per-chunk blocks.
+
+    State inputs: ``samples, samples_seen, steps, pos_history, cache_valid`` (as `CachedState`), then
+    for every layer its ``left_chunks`` key blocks (H, D/H, n), then likewise the value blocks
+    (H, n, D/H), oldest first. Outputs: logits, validity, the five small tensors, one new key block per
+    layer, one new value block per layer. The runner moves every other block one place along the ring
+    (the layout's ``next``), so no cached frame is copied into a new cache inside the program: only
+    the attention's concatenation reads the blocks. `CachedState`'s stacked (layers, B, H, left, D/H)
+    cache costs a select, two concatenations, a slice and a stack per layer and step.
+
+    Args:
+        encoder: A cached-mode encoder over a `delegate_friendly` model (its attention reads blocks).
+    """
+
+    SMALL = ("samples", "samples_seen", "steps", "pos_history", "cache_valid")
+
+    def __init__(self, encoder: StreamingEncoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        mc, sc = encoder.model.config, encoder.config
+        self.layers, self.blocks = mc.num_layers, sc.left_chunks
+        n, h, dh = sc.chunk_frames, mc.num_heads, mc.head_dim
+        self._key_block, self._value_block = (h, dh, n), (h, n, dh)
+
+    def initial(self) -> tuple[Tensor, ...]:
+        """The state before any audio (B = 1)."""
+        st = self.encoder.init_state(1)
+        count = self.layers * self.blocks
+        return (*(getattr(st, name) for name in self.SMALL), *(torch.zeros(self._key_block) for _ in range(count)),
+                *(torch.zeros(self._value_block) for _ in range(count)))
+
+    def layout(self) -> list[dict]:
+        """The sidecar's ``state`` entries: name, shape, dtype, and where the next value comes from."""
+        init, s, ell, c = self.initial(), len(self.SMALL), self.layers, self.blocks
+        entries = [_spec(name, t, {"output": i}) for i, (name, t) in enumerate(zip(self.SMALL, init))]
+        for kind, first_out in (("keys", s), ("values", s + ell)):
+            for layer in range(ell):
+                for j in range(c):
+                    at = len(entries)
+                    nxt = {"state": at + 1} if j + 1 < c else {"output": first_out + layer}
+                    entries.append(_spec(f"{kind}.{layer}.{j}", init[at], nxt))
+        return entries
+
+    def forward(self, chunk: Tensor, num_samples: Tensor, samples: Tensor, samples_seen: Tensor, steps: Tensor,
+                pos_history: Tensor, cache_valid: Tensor, *blocks: Tensor) -> tuple[Tensor, ...]:
+        enc, c, per = self.encoder, self.blocks, self.layers * self.blocks
+        x, bias, valid, small = enc.cached_begin(chunk, samples, samples_seen, steps, pos_history, cache_valid,
+                                                 num_samples)
+        new_keys, new_values = [], []
+        for i, layer in enumerate(enc.model.encoder.layers):
+            x, k, v = layer(x, bias, blocks[i * c:(i + 1) * c], blocks[per + i * c:per + (i + 1) * c])
+            new_keys.append(k)
+            new_values.append(v)
+        return (enc.cached_end(x), valid, *small, *new_keys, *new_values)
+
+
+def step_module(encoder: StreamingEncoder, rewritten: bool) -> _Step | _BlockCachedStep:
+    """What gets exported: the block-cache step for cached mode over a rewritten model, else `_Step`."""
+    return _BlockCachedStep(encoder) if rewritten and encoder.config.mode == "cached" else _Step(encoder)
 
 
 def _require_executorch() -> None:
@@ -84,9 +181,9 @@ def _require_executorch() -> None:
         raise missing_dependency("executorch", "export", "ExecuTorch export")
 
 
-def _example_inputs(encoder: StreamingEncoder) -> tuple[Tensor, ...]:
-    c = encoder.config.chunk_samples
-    return (torch.zeros(1, c), torch.tensor([c], dtype=torch.long), *state_tensors(encoder.init_state(1)))
+def _example_inputs(step: "_Step | _BlockCachedStep") -> tuple[Tensor, ...]:
+    c = step.encoder.config.chunk_samples
+    return (torch.zeros(1, c), torch.tensor([c], dtype=torch.long), *step.initial())
 
 
 def _quantizable(module: nn.Module) -> list[str]:
@@ -103,21 +200,22 @@ def _quantizable(module: nn.Module) -> list[str]:
     return names
 
 
-def _calibration_steps(encoder: StreamingEncoder, normalize: bool,
+def _calibration_steps(step: "_Step | _BlockCachedStep", normalize: bool,
                        waves: Sequence[np.ndarray]) -> Iterator[tuple[Tensor, ...]]:
-    """The step inputs (chunk, num_samples, *state) of streaming ``waves`` through ``encoder``."""
+    """The step inputs (chunk, num_samples, *state) of streaming ``waves`` through ``step`` (eager)."""
     from streamer.preprocess import normalize_utterance
 
-    c = encoder.config.chunk_samples
+    c, layout = step.encoder.config.chunk_samples, step.layout()
     for wave in waves:
         x = torch.from_numpy(normalize_utterance(wave) if normalize else np.asarray(wave, dtype=np.float32))
-        state = encoder.init_state(1)
+        state = step.initial()
         for pos in range(0, len(x), c):
             piece = x[pos:pos + c]
             n = torch.tensor([len(piece)])
             piece = torch.nn.functional.pad(piece, (0, c - len(piece)))[None]
-            yield (piece, n, *state_tensors(state))
-            _, _, state = encoder.step(piece, state, n)
+            yield (piece, n, *state)
+            with torch.no_grad():
+                state = advance_state(layout, state, step(piece, n, *state)[2:])
 
 
 def _drop_non_float_observers(graph: torch.fx.GraphModule) -> int:
@@ -224,8 +322,6 @@ def _lower(module: nn.Module, example: tuple[Tensor, ...], config: ExportConfig,
     from executorch.exir import to_edge_transform_and_lower
 
     graph = torch.export.export(module, example, strict=False).module()
-    if config.rewrite:
-        slice_layer_selects(graph)
     if config.quantize != "none":
         graph = _quantize(graph, example, config.quantize, _quantizable(module), calibration)
     program = torch.export.export(graph, example, strict=False)
@@ -301,23 +397,27 @@ def export_streaming(checkpoint: Checkpoint, config: ExportConfig, out: str | os
     _check_calibration(config.quantize, calibration)
     model = delegate_friendly(checkpoint.model) if config.rewrite else checkpoint.model.eval()
     encoder = StreamingEncoder(model, config.streaming, trim_invalid=False)
-    module = _Step(encoder).eval()
+    module = step_module(encoder, config.rewrite).eval()
     sc, vocab = config.streaming, checkpoint.vocab
     constants = {"sample_rate": SAMPLE_RATE, "chunk_samples": sc.chunk_samples, "chunk_frames": sc.chunk_frames,
                  "left_frames": sc.left_frames, "right_frames": sc.right_frames, "vocab_size": len(vocab),
                  "blank_id": vocab.blank_id}
-    steps = _calibration_steps(encoder, checkpoint.preprocess.normalize, calibration)
-    segments, portable = _lower(module, _example_inputs(encoder), config, steps, constants, path)
-    state = encoder.init_state(1)
-    sidecar = {"format": "streamer-pte", "format_version": 1, "quantize": config.quantize,
+    steps = _calibration_steps(module, checkpoint.preprocess.normalize, calibration)
+    segments, portable = _lower(module, _example_inputs(module), config, steps, constants, path)
+    sidecar = {"format": "streamer-pte", "format_version": PTE_FORMAT_VERSIONS[-1], "quantize": config.quantize,
                "delegate_segments": segments, "portable_ops": portable,
                "streaming": dataclasses.asdict(sc), "vocabulary": vocab.to_dict(),
                "preprocess": checkpoint.preprocess.to_dict(), "encoder": checkpoint.config.to_dict(),
-               "state": [{"name": f.name, "shape": list(getattr(state, f.name).shape),
-                          "dtype": str(getattr(state, f.name).dtype).replace("torch.", "")}
-                         for f in dataclasses.fields(state)]}
+               "state": module.layout()}
     path.with_suffix(".json").write_text(json.dumps(sidecar, indent=1) + "\n")
     return path
+
+
+@dataclass(frozen=True)
+class ProgramState:
+    """State of a stream run by an exported program: its tensors in the sidecar's ``state`` order."""
+
+    tensors: tuple[Tensor, ...]
 
 
 class PteStreamingEncoder:
@@ -346,30 +446,35 @@ class PteStreamingEncoder:
             raise ConfigError(f"pte: expected {self.path} and its sidecar {side.name}, found "
                               f"{'neither' if not self.path.is_file() else 'no sidecar'}")
         self.meta = json.loads(side.read_text())
+        version = self.meta.get("format_version")
+        if self.meta.get("format") != "streamer-pte" or version not in PTE_FORMAT_VERSIONS:
+            raise ConfigError(f"pte: expected a streamer-pte sidecar of format version {PTE_FORMAT_VERSIONS}, found "
+                              f"format {self.meta.get('format')!r} version {version!r} in {side}")
         self.config = StreamingConfig(**self.meta["streaming"])
         self.vocab = Vocabulary.from_dict(self.meta["vocabulary"])
         self.preprocess = PreprocessConfig.from_dict(self.meta["preprocess"])
         self.encoder_config = EncoderConfig.from_dict(self.meta["encoder"])
         program = Runtime.get().load_program(self.path)
         self._forward = program.load_method("forward")
-        self._state_cls = WindowState if self.config.mode == "window" else CachedState
 
-    def init_state(self, batch: int = 1) -> State:
+    def init_state(self, batch: int = 1) -> ProgramState:
         """Zero state (B must be 1: the program was exported for one stream)."""
         if batch != 1:
             raise ConfigError(f"pte: the program runs one stream, found batch={batch}")
-        return self._state_cls(*(torch.zeros(s["shape"], dtype=getattr(torch, s["dtype"])) for s in self.meta["state"]))
+        return ProgramState(tuple(torch.zeros(s["shape"], dtype=getattr(torch, s["dtype"])) for s in self.meta["state"]))
 
-    def step(self, chunk: Tensor, state: State, num_samples: Tensor | None = None) -> tuple[Tensor, Tensor, State]:
-        """Same contract as `StreamingEncoder.step`."""
+    def step(self, chunk: Tensor, state: ProgramState, num_samples: Tensor | None = None
+             ) -> tuple[Tensor, Tensor, ProgramState]:
+        """Same contract as `StreamingEncoder.step` (the state is the program's own, see `ProgramState`)."""
         c = self.config.chunk_samples
         if tuple(chunk.shape) != (1, c):
             raise ConfigError(f"pte step: expected a (1, {c}) chunk, found {tuple(chunk.shape)}")
         if num_samples is None:
             num_samples = torch.tensor([c], dtype=torch.long)
+        # Outputs live in the method's memory until the next call: copy them out.
         out = [o.clone() for o in self._forward.execute(
-            [chunk.float().contiguous(), num_samples.long(), *(t.contiguous() for t in state_tensors(state))])]
-        return out[0], out[1], self._state_cls(*out[2:])
+            [chunk.float().contiguous(), num_samples.long(), *(t.contiguous() for t in state.tensors)])]
+        return out[0], out[1], ProgramState(advance_state(self.meta["state"], state.tensors, out[2:]))
 
     def first_frame(self, steps_before: int) -> int:
         """Global index of the first frame a step emits (see `StreamingConfig.first_frame`)."""

@@ -18,15 +18,16 @@ deep copy of a model with those blocks replaced by equivalents written in ops th
 * `Conv1dAs2d` — any other Conv1d (the positional conv, group-norm front-ends) run as a Conv2d over
   a (B, C, 1, N) view, which the delegate takes (in float32).
 
-`streamer.model` is untouched: the rewrite applies only to the copy that gets exported. After
-``torch.export``, `slice_layer_selects` turns the step's per-layer ``cache[i]`` selects (not
-delegated) into a slice and a view (both delegated).
+`streamer.model` is untouched: the rewrite applies only to the copy that gets exported.
+`DelegateSelfAttention` also reads the exported cached step's key/value cache as per-chunk blocks
+(`streamer.export.executorch`), so that step needs no per-layer select, slice or stack.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -84,21 +85,35 @@ class DelegateSelfAttention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, x: Tensor, bias: Tensor | None = None, past_key: Tensor | None = None,
-                past_value: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """Same contract as `SelfAttention.forward` (inference only: no attention dropout)."""
+    def forward(self, x: Tensor, bias: Tensor | None = None, past_key: Tensor | Sequence[Tensor] | None = None,
+                past_value: Tensor | Sequence[Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Same contract as `SelfAttention.forward` (inference only: no attention dropout), or the block cache.
+
+        With ``past_key`` / ``past_value`` given as sequences of blocks (the exported cached step's
+        layout, oldest first), key blocks are (B H, D/H, n_j) — already transposed for the score
+        product — and value blocks (B H, n_j, D/H); the returned new keys and values are one block
+        each in the same layouts. No block is copied except by the one concatenation attention needs.
+        """
         b, n, _ = x.shape
         h, dh = self.num_heads, self.head_dim
-        q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
-        keys = k if past_key is None else torch.cat([past_key, k], dim=2)
-        values = v if past_value is None else torch.cat([past_value, v], dim=2)
-        total = keys.shape[2]
-        scores = torch.bmm(q.reshape(b * h, n, dh), keys.reshape(b * h, total, dh).transpose(1, 2))
-        scores = scores.view(b, h, n, total)
+        q = self._heads(self.q_proj(x)).reshape(b * h, n, dh)
+        if isinstance(past_key, (list, tuple)):
+            k = self.k_proj(x).view(b, n, h, dh).permute(0, 2, 3, 1).reshape(b * h, dh, n)
+            v = self._heads(self.v_proj(x)).reshape(b * h, n, dh)
+            keys_t = torch.cat([*past_key, k], dim=2)
+            values = torch.cat([*past_value, v], dim=1)
+        else:
+            k, v = self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
+            keys = k if past_key is None else torch.cat([past_key, k], dim=2)
+            vals = v if past_value is None else torch.cat([past_value, v], dim=2)
+            keys_t = keys.reshape(b * h, keys.shape[2], dh).transpose(1, 2)
+            values = vals.reshape(b * h, vals.shape[2], dh)
+        total = keys_t.shape[2]
+        scores = torch.bmm(q, keys_t).view(b, h, n, total)
         if bias is not None:
             scores = scores + bias
         weights = torch.softmax(scores, dim=-1).view(b * h, n, total)
-        y = torch.bmm(weights, values.reshape(b * h, total, dh)).view(b, h, n, dh)
+        y = torch.bmm(weights, values).view(b, h, n, dh)
         return self.out_proj(y.transpose(1, 2).reshape(b, n, h * dh)), k, v
 
 
@@ -242,33 +257,3 @@ def delegate_friendly(model: nn.Module) -> nn.Module:
     out = copy.deepcopy(model).eval()
     _swap(out)
     return out
-
-
-def slice_layer_selects(graph_module: torch.fx.GraphModule) -> int:
-    """Rewrites ``aten.select.int(x, 0, i)`` on a leading dim into ``slice`` + ``squeeze`` (in place).
-
-    The cached step reads each layer's cache as ``keys[i]``; a select is not delegated by XNNPACK,
-    a slice and a view are.
-
-    Returns:
-        Number of selects rewritten.
-    """
-    count = 0
-    for node in list(graph_module.graph.nodes):
-        if node.op != "call_function" or node.target != torch.ops.aten.select.int:
-            continue
-        src, dim, index = node.args
-        val = src.meta.get("val")
-        if dim != 0 or val is None or val.dtype != torch.float32 or val.dim() < 2:
-            continue
-        index = index % val.shape[0]
-        with graph_module.graph.inserting_before(node):
-            piece = graph_module.graph.call_function(torch.ops.aten.slice.Tensor, (src, 0, index, index + 1))
-            flat = graph_module.graph.call_function(torch.ops.aten.view.default, (piece, list(val.shape[1:])))
-        flat.meta = dict(node.meta)
-        node.replace_all_uses_with(flat)
-        graph_module.graph.erase_node(node)
-        count += 1
-    graph_module.graph.lint()
-    graph_module.recompile()
-    return count
