@@ -220,6 +220,27 @@ def test_static_int8_program_is_close(model_dir, tmp_path):
     assert relative < 0.1
 
 
+def test_static_int8_offline_window_loads_and_is_close(model_dir, tmp_path):
+    """The full-context window program in static int8 loads (its causal positional conv pads float32,
+    not int8, which XNNPACK refuses at load time) and stays close to the model."""
+    from executorch.runtime import Runtime
+
+    from streamer.export.executorch import export_offline_window
+
+    ck = load_checkpoint(model_dir)
+    rng = np.random.default_rng(6)
+    calibration = [(rng.standard_normal(16000 * 2) * 0.2).astype(np.float32) for _ in range(2)]
+    path = export_offline_window(ck, 1.0, "static", tmp_path / "w.pte", calibration)
+    method = Runtime.get().load_program(path).load_method("forward")
+    x = torch.from_numpy((rng.standard_normal((1, 16000)) * 0.2).astype(np.float32))
+    got = method.execute([x])[0]
+    with torch.no_grad():
+        ref = ck.model(x)[0]
+    relative = ((got - ref).norm() / ref.norm()).item()
+    print(f"static int8 offline window: relative logit error {relative:.4f}")
+    assert got.shape == ref.shape and relative < 0.1
+
+
 def test_static_int8_needs_calibration(model_dir, tmp_path):
     from streamer.errors import ConfigError
 

@@ -15,8 +15,9 @@ segment; only the step's integer frame bookkeeping stays in portable kernels. Th
 the segment count.
 
 Quantization (PT2E with the XNNPACK quantizer, per-channel symmetric int8 weights, applied to the
-weight-bearing layers only — every Linear and every conv with more than one input channel per group —
-so the step's integer frame bookkeeping stays exact):
+Linears only — after the rewrite that includes the conv front-end; the positional conv stays float32,
+as XNNPACK runs quantized convs in float32 anyway — so the step's integer frame bookkeeping stays
+exact):
 
 * ``dynamic`` — activations quantized on the fly per call, no calibration needed.
 * ``static`` — activation scales calibrated on speech passed to `export_streaming`.
@@ -187,17 +188,14 @@ def _example_inputs(step: "_Step | _BlockCachedStep") -> tuple[Tensor, ...]:
 
 
 def _quantizable(module: nn.Module) -> list[str]:
-    """Names of the weight-bearing layers to quantize: Linears, and convs with > 1 input channel per group.
+    """Names of the layers to quantize: the Linears (after the rewrite, the conv front-end's too).
 
-    Measured with ETDump (executorch 1.5.1): the Linears run as int8 XNNPACK kernels; the dynamic
-    config leaves the convs unannotated, and statically annotated convs still run as float32
-    convolutions between converts.
+    Convs stay float32. Measured with ETDump (executorch 1.5.1): the Linears run as int8 XNNPACK
+    kernels, while the dynamic config leaves convs unannotated and statically annotated convs still
+    run as float32 convolutions, between converts that only add time and error; the causal
+    positional conv's quantized pad was even refused at load time (int8 ``StaticConstantPad``).
     """
-    names = []
-    for name, m in module.named_modules():
-        if isinstance(m, nn.Linear) or (isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.in_channels // m.groups > 1):
-            names.append(name)
-    return names
+    return [name for name, m in module.named_modules() if isinstance(m, nn.Linear)]
 
 
 def _calibration_steps(step: "_Step | _BlockCachedStep", normalize: bool,
@@ -247,7 +245,7 @@ def _quantize(graph: torch.fx.GraphModule, example: tuple[Tensor, ...], mode: st
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    # Annotate only the weight-bearing layers: a global config would also quantize the step's integer
+    # Annotate only the Linears: a global config would also quantize the step's integer
     # bookkeeping (frame counters, validity), turning it into float.
     qconfig = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=mode == "dynamic")
     quantizer = XNNPACKQuantizer()
@@ -258,7 +256,36 @@ def _quantize(graph: torch.fx.GraphModule, example: tuple[Tensor, ...], mode: st
     with torch.no_grad():
         for inputs in (calibration if mode == "static" else [example]):
             prepared(*inputs)
-    return convert_pt2e(prepared)
+    converted = convert_pt2e(prepared)
+    _float_pads(converted)
+    return converted
+
+
+def _float_pads(graph: torch.fx.GraphModule) -> int:
+    """Makes every pad read the float tensor its quantize / dequantize pair stands for (in place).
+
+    Static int8 shares a Linear's output qparams along views and transposes, so the causal positional
+    conv's pad of an offline window got a dequantized int8 input; XNNPACK lowered it as an int8
+    ``StaticConstantPad`` and then refused that node when the program loaded. The positional conv is
+    float32 (see `_quantizable`), so its pad reads float32 and the pair's rounding goes with it.
+
+    Returns:
+        Number of pads rewired.
+    """
+    ops = torch.ops.quantized_decomposed
+    count = 0
+    for node in graph.graph.nodes:
+        if node.op != "call_function" or node.target not in (torch.ops.aten.pad.default,
+                                                                torch.ops.aten.constant_pad_nd.default):
+            continue
+        dq = node.args[0]
+        if (isinstance(dq, torch.fx.Node) and dq.target == ops.dequantize_per_tensor.default
+                and isinstance(dq.args[0], torch.fx.Node) and dq.args[0].target == ops.quantize_per_tensor.default):
+            node.replace_input_with(dq, dq.args[0].args[0])
+            count += 1
+    graph.graph.eliminate_dead_code()
+    graph.recompile()
+    return count
 
 
 def delegate_segments(program: Any) -> tuple[int, dict[str, int]]:
