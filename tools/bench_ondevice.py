@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import subprocess
 import sys
@@ -61,6 +62,7 @@ CALIBRATION_TEXT = (
 CALIBRATION_VOICES = (("espeak", "en-us"), ("flite", "slt"))
 HELDOUT_VOICES = (("flite", "rms"), ("espeak", "en-029+m4"))
 LABELS = {"none": "ET fp32", "dynamic": "ET int8 dynamic", "static": "ET int8 static"}
+CPP_RUNNER = Path(__file__).resolve().parent.parent / "examples" / "cpp" / "build" / "streamer_runner"
 
 
 def _peak_rss_mb() -> float:
@@ -142,14 +144,24 @@ def worker(kind: str, path: str, threads: int, seconds: float, repeats: int) -> 
                       "rss_before_load_mb": rss_before}))
 
 
-def _measure(kind: str, path: Path, threads: int, seconds: float, repeats: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", kind, str(path), "--threads", str(threads),
-           "--seconds", str(seconds), "--repeats", str(repeats)]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-    if res.returncode != 0:
-        raise RuntimeError(f"worker failed ({' '.join(cmd)}):\n{res.stderr[-3000:]}")
-    out = json.loads(res.stdout.strip().splitlines()[-1])
-    print(f"# {path.name}, {threads} thread(s): {out}", file=sys.stderr, flush=True)  # progress of long runs
+def _measure(kind: str, path: Path, threads: int, args: argparse.Namespace) -> dict:
+    """One timed run of ``path`` in a fresh process: a Python worker, or (``cpp``) the C++ runner on the
+    same utterance as a WAV file (it reports its step-loop RTF and its own VmHWM)."""
+    if kind == "cpp":
+        cmd = [str(args.cpp), str(path), str(args.wav), "--threads", str(threads), "--quiet"]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        found = re.search(r"RTF ([0-9.]+)\), load ([0-9.]+) s, peak RSS ([0-9.]+) MB", res.stderr)
+        if res.returncode != 0 or not found:
+            raise RuntimeError(f"C++ runner failed ({' '.join(cmd)}):\n{res.stderr[-3000:]}")
+        out = {"rtf": float(found[1]), "load_s": float(found[2]), "rss_mb": float(found[3]), "rss_before_load_mb": 0.0}
+    else:
+        cmd = [sys.executable, __file__, "--worker", kind, str(path), "--threads", str(threads),
+               "--seconds", str(args.seconds), "--repeats", str(args.repeats)]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        if res.returncode != 0:
+            raise RuntimeError(f"worker failed ({' '.join(cmd)}):\n{res.stderr[-3000:]}")
+        out = json.loads(res.stdout.strip().splitlines()[-1])
+    print(f"# {path.name} ({kind}), {threads} thread(s): {out}", file=sys.stderr, flush=True)  # progress of long runs
     return out
 
 
@@ -215,7 +227,7 @@ def _timed(row: "Row", kind: str, path: Path, args: argparse.Namespace, ref: Ref
         for i in range(args.rounds):
             if th == args.threads[0]:
                 ref.measure()
-            m = _measure(kind, path, th, args.seconds, args.repeats)
+            m = _measure(kind, path, th, args)
             row.rtf[th] = min(row.rtf.get(th, float("inf")), m["rtf"])
             if th == args.threads[0] and i == 0:
                 row.load_s, row.rss_mb, first = m["load_s"], m["rss_mb"], m
@@ -350,6 +362,11 @@ def main() -> None:
                         "measurement (best kept)")
     p.add_argument("--no-ort", dest="ort", action="store_false",
                    help="skip the ONNX Runtime dynamic-int8 peer row of each streaming setup")
+    p.add_argument("--cpp", type=Path, default=CPP_RUNNER if CPP_RUNNER.is_file() else None,
+                   help="the C++ runner (default: examples/cpp/build/streamer_runner when built, see "
+                        "examples/cpp/build.sh): a row per cached program, its RTF over the step loop and its "
+                        "peak RSS")
+    p.add_argument("--no-cpp", dest="cpp", action="store_const", const=None, help="skip the C++ runner rows")
     p.add_argument("--manifest", help="held-out utterances for demo-en accuracy (default: synthesize)")
     p.add_argument("--limit", type=int, default=48)
     p.add_argument("--no-rewrite-count", action="store_true", help="skip the segment count without the rewrite")
@@ -367,6 +384,11 @@ def main() -> None:
 
     torch.set_num_threads(args.threads[0])
     x = torch.from_numpy(np.random.default_rng(0).standard_normal(int(args.seconds * SAMPLE_RATE)).astype(np.float32) * 0.1)
+    wav_dir = tempfile.TemporaryDirectory()
+    args.wav = Path(wav_dir.name) / "utterance.wav"  # the same utterance for the C++ runner
+    import soundfile
+
+    soundfile.write(args.wav, x.numpy(), SAMPLE_RATE, subtype="FLOAT")
     calibration = _speech(CALIBRATION_VOICES, CALIBRATION_TEXT) if "static" in args.quantize else []
     rows: list[Row] = []
     notes: list[str] = []
@@ -405,6 +427,11 @@ def main() -> None:
                     rows.append(r)
                     if sc == configs[0]:
                         steps[q] = path
+                    if args.cpp and sc.mode == "cached":
+                        r = Row(label, f"{LABELS[q]}, C++ runner", sc.mode, r.chunk, r.size_mb, None, None, {},
+                                sc.latency_seconds, r.segments)
+                        _timed(r, "cpp", path, args, ref)
+                        rows.append(r)
                 if args.ort:
                     path = folder / f"{name}-{sc.mode}-{sc.chunk_frames}-ort-int8.onnx"
                     try:

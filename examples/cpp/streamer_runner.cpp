@@ -290,6 +290,15 @@ ScalarType dtype_of(const std::string& name) {
 
 size_t element_size(ScalarType t) { return t == ScalarType::Float ? 4 : t == ScalarType::Long ? 8 : 1; }
 
+// Peak resident set size of this process in MB (Linux: VmHWM of /proc/self/status), or -1 elsewhere.
+double peak_rss_mb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return -1.0;
+}
+
 int64_t constant(Module& m, const char* name) {
   auto r = m.get(name);
   if (!r.ok()) fail(std::string("program: expected a constant method '") + name + "', found none");
@@ -398,7 +407,6 @@ int main(int argc, char** argv) {
       std::vector<EValue> inputs(keep.begin(), keep.end());
       auto t = std::chrono::steady_clock::now();
       auto out = module.forward(inputs);
-      compute_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
       if (!out.ok()) fail("program: forward failed with error " + std::to_string(static_cast<int>(out.error())));
       const auto& logits = (*out)[0].toTensor();
       const auto& valid = (*out)[1].toTensor();
@@ -426,14 +434,15 @@ int main(int argc, char** argv) {
         next[i].assign(p, p + s.nbytes());
       }
       state = std::move(next);
+      compute_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();  // step + decode
       std::string line = decoder.committed() + " | " + decoder.tentative();
       if (!quiet && line != shown) std::fprintf(stderr, "partial: %s\n", line.c_str());
       shown = line;
     }
     std::printf("%s\n", decoder.final_text().c_str());
     double audio_s = static_cast<double>(audio.size()) / kSampleRate;
-    std::fprintf(stderr, "%.2f s of audio, %.3f s compute (RTF %.3f), load %.2f s\n", audio_s, compute_s,
-                 audio_s > 0 ? compute_s / audio_s : 0.0, load_s);
+    std::fprintf(stderr, "%.2f s of audio, %.3f s compute (RTF %.3f), load %.2f s, peak RSS %.0f MB\n", audio_s,
+                 compute_s, audio_s > 0 ? compute_s / audio_s : 0.0, load_s, peak_rss_mb());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
