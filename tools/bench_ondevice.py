@@ -146,9 +146,9 @@ def worker(kind: str, path: str, threads: int, seconds: float, repeats: int) -> 
 
 def _measure(kind: str, path: Path, threads: int, args: argparse.Namespace) -> dict:
     """One timed run of ``path`` in a fresh process: a Python worker, or (``cpp``) the C++ runner on the
-    same utterance as a WAV file (it reports its step-loop RTF and its own VmHWM)."""
+    same utterance as a WAV file (best of ``--repeats`` passes of its step loop, and its own VmHWM)."""
     if kind == "cpp":
-        cmd = [str(args.cpp), str(path), str(args.wav), "--threads", str(threads), "--quiet"]
+        cmd = [str(args.cpp), str(path), str(args.wav), "--threads", str(threads), "--passes", str(args.repeats), "--quiet"]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
         found = re.search(r"RTF ([0-9.]+)\), load ([0-9.]+) s, peak RSS ([0-9.]+) MB", res.stderr)
         if res.returncode != 0 or not found:

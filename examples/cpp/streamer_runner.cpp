@@ -4,7 +4,7 @@
 //
 //   examples/cpp/build.sh
 //   streamer export -o /tmp/demo.pte --streaming cached --chunk 0.32 --quantize dynamic
-//   examples/cpp/build/streamer_runner /tmp/demo.pte examples/hello.wav [--threads 1] [--quiet]
+//   examples/cpp/build/streamer_runner /tmp/demo.pte examples/hello.wav [--threads 1] [--passes 1] [--quiet]
 //
 // stdout: the final text (one line). stderr: one line per step whose text changed,
 // "partial: <committed> | <tentative>", and a timing summary. See model.md for the program's
@@ -13,6 +13,7 @@
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -310,16 +311,17 @@ int64_t constant(Module& m, const char* name) {
 int main(int argc, char** argv) {
   try {
     std::vector<std::string> pos;
-    int threads = 0;
+    int threads = 0, passes = 1;
     bool quiet = false;
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
       if (a == "--threads" && i + 1 < argc) threads = std::stoi(argv[++i]);
       else if (a == "--quiet") quiet = true;
+      else if (a == "--passes" && i + 1 < argc) passes = std::max(1, std::stoi(argv[++i]));
       else pos.push_back(a);
     }
     if (pos.size() != 2) {
-      std::fprintf(stderr, "usage: %s PROGRAM.pte AUDIO.wav [--threads N] [--quiet]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s PROGRAM.pte AUDIO.wav [--threads N] [--passes N] [--quiet]\n", argv[0]);
       return 2;
     }
     const std::string pte = pos[0];
@@ -368,81 +370,86 @@ int main(int argc, char** argv) {
       }
       layout.push_back(std::move(slot));
     }
-    std::vector<std::vector<uint8_t>> state;
-    for (const auto& slot : layout) {
+    for (const auto& slot : layout)
       if (!slot.from_output && (slot.source >= layout.size() || layout[slot.source].nbytes != slot.nbytes))
         fail("sidecar: a state entry moves from a state tensor that does not exist or differs in size");
-      state.emplace_back(slot.nbytes, 0);
-    }
 
     std::vector<float> audio = read_wav(pos[1]);
-    GreedyDecoder decoder(texts, blank, is_delim);
     std::vector<float> piece(static_cast<size_t>(chunk));
-    int64_t count = 0;
-    double mean = 0, m2 = 0;  // running input statistics (streamer.preprocess.normalize_running)
-    double compute_s = 0;
-    std::string shown;
-    for (size_t at = 0; at < audio.size(); at += static_cast<size_t>(chunk)) {
-      size_t real = std::min(static_cast<size_t>(chunk), audio.size() - at);
-      std::fill(piece.begin(), piece.end(), 0.0f);
-      std::copy(audio.begin() + at, audio.begin() + at + real, piece.begin());
-      if (normalize) {  // Chan's update with this piece, then normalize it with the running stats
-        double mx = 0, m2x = 0;
-        for (size_t i = 0; i < real; ++i) mx += piece[i];
-        mx /= static_cast<double>(real);
-        for (size_t i = 0; i < real; ++i) m2x += (piece[i] - mx) * (piece[i] - mx);
-        int64_t total = count + static_cast<int64_t>(real);
-        double delta = mx - mean;
-        mean += delta * static_cast<double>(real) / total;
-        m2 += m2x + delta * delta * static_cast<double>(count) * static_cast<double>(real) / total;
-        count = total;
-        double scale = 1.0 / std::sqrt(m2 / count + kNormEps);
-        for (size_t i = 0; i < real; ++i) piece[i] = static_cast<float>((piece[i] - mean) * scale);
+    double best_s = -1;
+    std::string text;
+    for (int pass = 0; pass < passes; ++pass) {  // each pass a fresh stream; the fastest is reported
+      std::vector<std::vector<uint8_t>> state;
+      for (const auto& slot : layout) state.emplace_back(slot.nbytes, 0);
+      GreedyDecoder decoder(texts, blank, is_delim);
+      int64_t count = 0;
+      double mean = 0, m2 = 0;  // running input statistics (streamer.preprocess.normalize_running)
+      double compute_s = 0;
+      std::string shown;
+      for (size_t at = 0; at < audio.size(); at += static_cast<size_t>(chunk)) {
+        size_t real = std::min(static_cast<size_t>(chunk), audio.size() - at);
+        std::fill(piece.begin(), piece.end(), 0.0f);
+        std::copy(audio.begin() + at, audio.begin() + at + real, piece.begin());
+        if (normalize) {  // Chan's update with this piece, then normalize it with the running stats
+          double mx = 0, m2x = 0;
+          for (size_t i = 0; i < real; ++i) mx += piece[i];
+          mx /= static_cast<double>(real);
+          for (size_t i = 0; i < real; ++i) m2x += (piece[i] - mx) * (piece[i] - mx);
+          int64_t total = count + static_cast<int64_t>(real);
+          double delta = mx - mean;
+          mean += delta * static_cast<double>(real) / total;
+          m2 += m2x + delta * delta * static_cast<double>(count) * static_cast<double>(real) / total;
+          count = total;
+          double scale = 1.0 / std::sqrt(m2 / count + kNormEps);
+          for (size_t i = 0; i < real; ++i) piece[i] = static_cast<float>((piece[i] - mean) * scale);
+        }
+        int64_t num = static_cast<int64_t>(real);
+        std::vector<TensorPtr> keep;
+        keep.push_back(make_tensor_ptr({1, static_cast<int32_t>(chunk)}, piece.data(), ScalarType::Float));
+        keep.push_back(make_tensor_ptr({1}, &num, ScalarType::Long));
+        for (size_t i = 0; i < layout.size(); ++i) keep.push_back(make_tensor_ptr(layout[i].sizes, state[i].data(), layout[i].type));
+        std::vector<EValue> inputs(keep.begin(), keep.end());
+        auto t = std::chrono::steady_clock::now();
+        auto out = module.forward(inputs);
+        if (!out.ok()) fail("program: forward failed with error " + std::to_string(static_cast<int>(out.error())));
+        const auto& logits = (*out)[0].toTensor();
+        const auto& valid = (*out)[1].toTensor();
+        const int64_t frames = logits.size(1), vocab = logits.size(2);
+        const float* lp = logits.const_data_ptr<float>();
+        const bool* vp = valid.const_data_ptr<bool>();
+        for (int64_t f = 0; f < frames; ++f) {
+          if (!vp[f]) continue;
+          const float* row = lp + f * vocab;
+          int best = 0;
+          for (int64_t v = 1; v < vocab; ++v) if (row[v] > row[best]) best = static_cast<int>(v);
+          decoder.advance(best);
+        }
+        // The next state: state tensors moved along their ring (no copy), outputs copied out of the
+        // method's memory (it is reused by the next call).
+        std::vector<std::vector<uint8_t>> next(layout.size());
+        for (size_t i = 0; i < layout.size(); ++i)
+          if (!layout[i].from_output) next[i] = std::move(state[layout[i].source]);
+        for (size_t i = 0; i < layout.size(); ++i) {
+          if (!layout[i].from_output) continue;
+          if (2 + layout[i].source >= out->size()) fail("program: fewer state outputs than the sidecar names");
+          const auto& s = (*out)[2 + layout[i].source].toTensor();
+          if (static_cast<size_t>(s.nbytes()) != layout[i].nbytes) fail("program: state output size differs from the sidecar");
+          const auto* p = static_cast<const uint8_t*>(s.const_data_ptr());
+          next[i].assign(p, p + s.nbytes());
+        }
+        state = std::move(next);
+        compute_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();  // step + decode
+        std::string line = decoder.committed() + " | " + decoder.tentative();
+        if (!quiet && pass == 0 && line != shown) std::fprintf(stderr, "partial: %s\n", line.c_str());
+        shown = line;
       }
-      int64_t num = static_cast<int64_t>(real);
-      std::vector<TensorPtr> keep;
-      keep.push_back(make_tensor_ptr({1, static_cast<int32_t>(chunk)}, piece.data(), ScalarType::Float));
-      keep.push_back(make_tensor_ptr({1}, &num, ScalarType::Long));
-      for (size_t i = 0; i < layout.size(); ++i) keep.push_back(make_tensor_ptr(layout[i].sizes, state[i].data(), layout[i].type));
-      std::vector<EValue> inputs(keep.begin(), keep.end());
-      auto t = std::chrono::steady_clock::now();
-      auto out = module.forward(inputs);
-      if (!out.ok()) fail("program: forward failed with error " + std::to_string(static_cast<int>(out.error())));
-      const auto& logits = (*out)[0].toTensor();
-      const auto& valid = (*out)[1].toTensor();
-      const int64_t frames = logits.size(1), vocab = logits.size(2);
-      const float* lp = logits.const_data_ptr<float>();
-      const bool* vp = valid.const_data_ptr<bool>();
-      for (int64_t f = 0; f < frames; ++f) {
-        if (!vp[f]) continue;
-        const float* row = lp + f * vocab;
-        int best = 0;
-        for (int64_t v = 1; v < vocab; ++v) if (row[v] > row[best]) best = static_cast<int>(v);
-        decoder.advance(best);
-      }
-      // The next state: state tensors moved along their ring (no copy), outputs copied out of the
-      // method's memory (it is reused by the next call).
-      std::vector<std::vector<uint8_t>> next(layout.size());
-      for (size_t i = 0; i < layout.size(); ++i)
-        if (!layout[i].from_output) next[i] = std::move(state[layout[i].source]);
-      for (size_t i = 0; i < layout.size(); ++i) {
-        if (!layout[i].from_output) continue;
-        if (2 + layout[i].source >= out->size()) fail("program: fewer state outputs than the sidecar names");
-        const auto& s = (*out)[2 + layout[i].source].toTensor();
-        if (static_cast<size_t>(s.nbytes()) != layout[i].nbytes) fail("program: state output size differs from the sidecar");
-        const auto* p = static_cast<const uint8_t*>(s.const_data_ptr());
-        next[i].assign(p, p + s.nbytes());
-      }
-      state = std::move(next);
-      compute_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();  // step + decode
-      std::string line = decoder.committed() + " | " + decoder.tentative();
-      if (!quiet && line != shown) std::fprintf(stderr, "partial: %s\n", line.c_str());
-      shown = line;
+      text = decoder.final_text();
+      if (best_s < 0 || compute_s < best_s) best_s = compute_s;
     }
-    std::printf("%s\n", decoder.final_text().c_str());
+    std::printf("%s\n", text.c_str());
     double audio_s = static_cast<double>(audio.size()) / kSampleRate;
     std::fprintf(stderr, "%.2f s of audio, %.3f s compute (RTF %.3f), load %.2f s, peak RSS %.0f MB\n", audio_s,
-                 compute_s, audio_s > 0 ? compute_s / audio_s : 0.0, load_s, peak_rss_mb());
+                 best_s, audio_s > 0 ? best_s / audio_s : 0.0, load_s, peak_rss_mb());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
