@@ -79,6 +79,16 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _best_seconds(fn, repeats: int) -> float:
+    """The fastest of ``repeats`` calls of ``fn``, in seconds (other load only ever adds time)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 # ---------------------------------------------------------------------------------------------- worker
 def worker(kind: str, path: str, threads: int, seconds: float, repeats: int) -> None:
     """Runs one program in this (fresh) process and prints a JSON line: load_s, rtf, rss_mb."""
@@ -135,12 +145,7 @@ def worker(kind: str, path: str, threads: int, seconds: float, repeats: int) -> 
             for pos in range(0, len(x), n):
                 piece = torch.nn.functional.pad(x[pos:pos + n], (0, n - len(x[pos:pos + n])))[None]
                 method.execute([piece.contiguous()])
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - t)
-    print(json.dumps({"load_s": load_s, "rtf": best / seconds, "rss_mb": _peak_rss_mb(),
+    print(json.dumps({"load_s": load_s, "rtf": _best_seconds(run, repeats) / seconds, "rss_mb": _peak_rss_mb(),
                       "rss_before_load_mb": rss_before}))
 
 
@@ -200,22 +205,21 @@ class Reference:
     """The ratio's denominator: eager fp32 offline RTF at the first thread count, measured again right
     before every timed worker of the first thread count; the minimum over the run is kept (other load
     on a shared machine only ever adds time, so both sides of the ratio are best-of measurements
-    taken side by side)."""
+    taken side by side).
 
-    def __init__(self, model: torch.nn.Module, x: torch.Tensor, threads: int, repeats: int) -> None:
+    Args:
+        first: The eager offline row's RTF at that thread count, the first measurement.
+    """
+
+    def __init__(self, model: torch.nn.Module, x: torch.Tensor, threads: int, repeats: int, first: float) -> None:
         self.model, self.x, self.threads, self.repeats = model, x, threads, repeats
-        self.best = float("inf")
-        self.count = 0
+        self.best, self.count = first, 1
 
     @torch.no_grad()
-    def measure(self) -> float:
+    def measure(self) -> None:
         torch.set_num_threads(self.threads)
-        for _ in range(self.repeats):
-            t = time.perf_counter()
-            self.model(self.x[None])
-            self.best = min(self.best, (time.perf_counter() - t) / (len(self.x) / SAMPLE_RATE))
-        self.count += 1
-        return self.best
+        rtf = _best_seconds(lambda: self.model(self.x[None]), self.repeats) / (len(self.x) / SAMPLE_RATE)
+        self.best, self.count = min(self.best, rtf), self.count + 1
 
 
 def _timed(row: "Row", kind: str, path: Path, args: argparse.Namespace, ref: Reference) -> dict:
@@ -290,12 +294,7 @@ def _eager_rows(name: str, model: torch.nn.Module, x: torch.Tensor, threads: lis
     audio = len(x) / SAMPLE_RATE
 
     def timed(fn) -> float:
-        best = float("inf")
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t)
-        return best / audio
+        return _best_seconds(fn, repeats) / audio
 
     rows = [Row(name, "eager fp32", "offline", "-", None, None, None, {}, None)]
     stream_rows = {}
@@ -403,8 +402,7 @@ def main() -> None:
                 configs = [sc for sc in configs if sc.mode == "window"]
             eager = _eager_rows(label, ck.model, x, args.threads, configs, args.repeats)
             rows += eager
-            ref = Reference(ck.model, x, args.threads[0], args.repeats)
-            ref.best = eager[0].rtf[args.threads[0]]
+            ref = Reference(ck.model, x, args.threads[0], args.repeats, first=eager[0].rtf[args.threads[0]])
             steps: dict[str, Path] = {}
             for sc in configs:
                 for q in args.quantize:
@@ -470,7 +468,7 @@ def main() -> None:
                         continue
                     rows.append(r)
             eager[0].rtf[args.threads[0]] = ref.best
-            notes.append(f"{label}: eager fp32 offline reference measured {ref.count + 1} times in this run, "
+            notes.append(f"{label}: eager fp32 offline reference measured {ref.count} times in this run, "
                          f"best RTF {ref.best:.3f} at {args.threads[0]} thread(s)")
             for r in rows:
                 if r.model == label:

@@ -300,6 +300,46 @@ double peak_rss_mb() {
   return -1.0;
 }
 
+// Running input normalization (streamer.preprocess.normalize_running): Chan's update of the mean and
+// variance with each piece, then the piece normalized with the statistics so far.
+struct RunningNorm {
+  int64_t count = 0;
+  double mean = 0, m2 = 0;
+
+  void apply(float* piece, size_t real) {
+    double mx = 0, m2x = 0;
+    for (size_t i = 0; i < real; ++i) mx += piece[i];
+    mx /= static_cast<double>(real);
+    for (size_t i = 0; i < real; ++i) m2x += (piece[i] - mx) * (piece[i] - mx);
+    int64_t total = count + static_cast<int64_t>(real);
+    double delta = mx - mean;
+    mean += delta * static_cast<double>(real) / total;
+    m2 += m2x + delta * delta * static_cast<double>(count) * static_cast<double>(real) / total;
+    count = total;
+    double scale = 1.0 / std::sqrt(m2 / count + kNormEps);
+    for (size_t i = 0; i < real; ++i) piece[i] = static_cast<float>((piece[i] - mean) * scale);
+  }
+};
+
+using State = std::vector<std::vector<uint8_t>>;
+
+// The next state (streamer.export.executorch.advance_state): state tensors moved along their ring
+// (no copy), step outputs copied out of the method's memory (the next call reuses it).
+State next_state(const std::vector<Slot>& layout, State& state, const std::vector<EValue>& out) {
+  State next(layout.size());
+  for (size_t i = 0; i < layout.size(); ++i)
+    if (!layout[i].from_output) next[i] = std::move(state[layout[i].source]);
+  for (size_t i = 0; i < layout.size(); ++i) {
+    if (!layout[i].from_output) continue;
+    if (2 + layout[i].source >= out.size()) fail("program: fewer state outputs than the sidecar names");
+    const auto& s = out[2 + layout[i].source].toTensor();
+    if (static_cast<size_t>(s.nbytes()) != layout[i].nbytes) fail("program: state output size differs from the sidecar");
+    const auto* p = static_cast<const uint8_t*>(s.const_data_ptr());
+    next[i].assign(p, p + s.nbytes());
+  }
+  return next;
+}
+
 int64_t constant(Module& m, const char* name) {
   auto r = m.get(name);
   if (!r.ok()) fail(std::string("program: expected a constant method '") + name + "', found none");
@@ -379,30 +419,17 @@ int main(int argc, char** argv) {
     double best_s = -1;
     std::string text;
     for (int pass = 0; pass < passes; ++pass) {  // each pass a fresh stream; the fastest is reported
-      std::vector<std::vector<uint8_t>> state;
+      State state;
       for (const auto& slot : layout) state.emplace_back(slot.nbytes, 0);
       GreedyDecoder decoder(texts, blank, is_delim);
-      int64_t count = 0;
-      double mean = 0, m2 = 0;  // running input statistics (streamer.preprocess.normalize_running)
+      RunningNorm norm;
       double compute_s = 0;
       std::string shown;
       for (size_t at = 0; at < audio.size(); at += static_cast<size_t>(chunk)) {
         size_t real = std::min(static_cast<size_t>(chunk), audio.size() - at);
         std::fill(piece.begin(), piece.end(), 0.0f);
         std::copy(audio.begin() + at, audio.begin() + at + real, piece.begin());
-        if (normalize) {  // Chan's update with this piece, then normalize it with the running stats
-          double mx = 0, m2x = 0;
-          for (size_t i = 0; i < real; ++i) mx += piece[i];
-          mx /= static_cast<double>(real);
-          for (size_t i = 0; i < real; ++i) m2x += (piece[i] - mx) * (piece[i] - mx);
-          int64_t total = count + static_cast<int64_t>(real);
-          double delta = mx - mean;
-          mean += delta * static_cast<double>(real) / total;
-          m2 += m2x + delta * delta * static_cast<double>(count) * static_cast<double>(real) / total;
-          count = total;
-          double scale = 1.0 / std::sqrt(m2 / count + kNormEps);
-          for (size_t i = 0; i < real; ++i) piece[i] = static_cast<float>((piece[i] - mean) * scale);
-        }
+        if (normalize) norm.apply(piece.data(), real);
         int64_t num = static_cast<int64_t>(real);
         std::vector<TensorPtr> keep;
         keep.push_back(make_tensor_ptr({1, static_cast<int32_t>(chunk)}, piece.data(), ScalarType::Float));
@@ -424,20 +451,7 @@ int main(int argc, char** argv) {
           for (int64_t v = 1; v < vocab; ++v) if (row[v] > row[best]) best = static_cast<int>(v);
           decoder.advance(best);
         }
-        // The next state: state tensors moved along their ring (no copy), outputs copied out of the
-        // method's memory (it is reused by the next call).
-        std::vector<std::vector<uint8_t>> next(layout.size());
-        for (size_t i = 0; i < layout.size(); ++i)
-          if (!layout[i].from_output) next[i] = std::move(state[layout[i].source]);
-        for (size_t i = 0; i < layout.size(); ++i) {
-          if (!layout[i].from_output) continue;
-          if (2 + layout[i].source >= out->size()) fail("program: fewer state outputs than the sidecar names");
-          const auto& s = (*out)[2 + layout[i].source].toTensor();
-          if (static_cast<size_t>(s.nbytes()) != layout[i].nbytes) fail("program: state output size differs from the sidecar");
-          const auto* p = static_cast<const uint8_t*>(s.const_data_ptr());
-          next[i].assign(p, p + s.nbytes());
-        }
-        state = std::move(next);
+        state = next_state(layout, state, *out);
         compute_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();  // step + decode
         std::string line = decoder.committed() + " | " + decoder.tentative();
         if (!quiet && pass == 0 && line != shown) std::fprintf(stderr, "partial: %s\n", line.c_str());
