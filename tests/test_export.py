@@ -53,6 +53,28 @@ def test_fp32_program_equals_eager(model_dir, tmp_path, mode):
     assert worst <= 1e-4
 
 
+def test_step_reads_its_inputs_in_place(model_dir, tmp_path):
+    """The step's inputs have no arena space (the runtime reads the caller's buffers, no per-step copy
+    of the cache), and every input the runner hands it keeps the sidecar's padding after its data."""
+    from executorch.runtime import Runtime
+
+    from streamer.export.executorch import INPUT_PADDING_BYTES
+
+    cfg = StreamingConfig.from_seconds("cached", 0.32)
+    path = export_streaming(load_checkpoint(model_dir), ExportConfig(cfg, "none"), tmp_path / "s.pte")
+    meta = Runtime.get().load_program(path).metadata("forward")
+    assert meta.num_inputs() > 2 and not any(meta.input_tensor_meta(i).is_memory_planned()
+                                             for i in range(meta.num_inputs()))
+    pte = PteStreamingEncoder(path)
+    assert pte.meta["input_padding_bytes"] == INPUT_PADDING_BYTES
+    state = pte.init_state()
+    for _ in range(2):
+        _, _, state = pte.step(torch.zeros(1, cfg.chunk_samples), state)
+        for t in state.tensors:
+            spare = t.untyped_storage().nbytes() - (t.storage_offset() + t.numel()) * t.element_size()
+            assert t.is_contiguous() and spare >= INPUT_PADDING_BYTES
+
+
 def test_dynamic_int8_program_is_close(model_dir, tmp_path):
     ck = load_checkpoint(model_dir)
     cfg = StreamingConfig.from_seconds("cached", 0.32)

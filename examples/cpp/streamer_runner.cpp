@@ -324,8 +324,9 @@ struct RunningNorm {
 using State = std::vector<std::vector<uint8_t>>;
 
 // The next state (streamer.export.executorch.advance_state): state tensors moved along their ring
-// (no copy), step outputs copied out of the method's memory (the next call reuses it).
-State next_state(const std::vector<Slot>& layout, State& state, const std::vector<EValue>& out) {
+// (no copy), step outputs copied out of the method's memory (the next call reuses it) into buffers
+// with `padding` spare bytes after the data (format version 3 programs read their inputs in place).
+State next_state(const std::vector<Slot>& layout, State& state, const std::vector<EValue>& out, size_t padding) {
   State next(layout.size());
   for (size_t i = 0; i < layout.size(); ++i)
     if (!layout[i].from_output) next[i] = std::move(state[layout[i].source]);
@@ -335,7 +336,8 @@ State next_state(const std::vector<Slot>& layout, State& state, const std::vecto
     const auto& s = out[2 + layout[i].source].toTensor();
     if (static_cast<size_t>(s.nbytes()) != layout[i].nbytes) fail("program: state output size differs from the sidecar");
     const auto* p = static_cast<const uint8_t*>(s.const_data_ptr());
-    next[i].assign(p, p + s.nbytes());
+    next[i].resize(layout[i].nbytes + padding);
+    std::copy(p, p + s.nbytes(), next[i].begin());
   }
   return next;
 }
@@ -414,13 +416,17 @@ int main(int argc, char** argv) {
       if (!slot.from_output && (slot.source >= layout.size() || layout[slot.source].nbytes != slot.nbytes))
         fail("sidecar: a state entry moves from a state tensor that does not exist or differs in size");
 
+    // Format version 3: the program reads its inputs in place, and XNNPACK may read a little past
+    // their end, so every input buffer keeps this many spare bytes after its data.
+    const size_t padding = side.has("input_padding_bytes") ? static_cast<size_t>(side["input_padding_bytes"].num) : 0;
     std::vector<float> audio = read_wav(pos[1]);
-    std::vector<float> piece(static_cast<size_t>(chunk));
+    std::vector<float> piece(static_cast<size_t>(chunk) + (padding + sizeof(float) - 1) / sizeof(float));
+    std::vector<int64_t> num(1 + (padding + sizeof(int64_t) - 1) / sizeof(int64_t));
     double best_s = -1;
     std::string text;
     for (int pass = 0; pass < passes; ++pass) {  // each pass a fresh stream; the fastest is reported
       State state;
-      for (const auto& slot : layout) state.emplace_back(slot.nbytes, 0);
+      for (const auto& slot : layout) state.emplace_back(slot.nbytes + padding, 0);
       GreedyDecoder decoder(texts, blank, is_delim);
       RunningNorm norm;
       double compute_s = 0;
@@ -430,10 +436,10 @@ int main(int argc, char** argv) {
         std::fill(piece.begin(), piece.end(), 0.0f);
         std::copy(audio.begin() + at, audio.begin() + at + real, piece.begin());
         if (normalize) norm.apply(piece.data(), real);
-        int64_t num = static_cast<int64_t>(real);
+        num[0] = static_cast<int64_t>(real);
         std::vector<TensorPtr> keep;
         keep.push_back(make_tensor_ptr({1, static_cast<int32_t>(chunk)}, piece.data(), ScalarType::Float));
-        keep.push_back(make_tensor_ptr({1}, &num, ScalarType::Long));
+        keep.push_back(make_tensor_ptr({1}, num.data(), ScalarType::Long));
         for (size_t i = 0; i < layout.size(); ++i) keep.push_back(make_tensor_ptr(layout[i].sizes, state[i].data(), layout[i].type));
         std::vector<EValue> inputs(keep.begin(), keep.end());
         auto t = std::chrono::steady_clock::now();
@@ -451,7 +457,7 @@ int main(int argc, char** argv) {
           for (int64_t v = 1; v < vocab; ++v) if (row[v] > row[best]) best = static_cast<int>(v);
           decoder.advance(best);
         }
-        state = next_state(layout, state, *out);
+        state = next_state(layout, state, *out, padding);
         compute_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();  // step + decode
         std::string line = decoder.committed() + " | " + decoder.tentative();
         if (!quiet && pass == 0 && line != shown) std::fprintf(stderr, "partial: %s\n", line.c_str());
