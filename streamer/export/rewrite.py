@@ -6,8 +6,10 @@ ops that ``F.scaled_dot_product_attention`` decomposes into (``logical_not``, ``
 a portable kernel and cuts the delegate graph into another segment. `delegate_friendly` returns a
 deep copy of a model with those blocks replaced by equivalents written in ops the delegate takes:
 
-* `DelegateLayerNorm` — mean / rsqrt over the last dim, through a (…, 1, D) view (XNNPACK's mean
-  averages the two innermost dims of a 4-D tensor);
+* `DelegateLayerNorm` — the mean and the variance over the last dim as float32 Linears with one
+  output (weights 1/D), then sub / mul / rsqrt (XNNPACK's mean averages the two innermost dims of a
+  4-D tensor as a global average pooling in NHWC, which costs two transposes of the activations per
+  mean);
 * `DelegateSelfAttention` — the query projection pre-multiplied by 1/sqrt(D/H), scores by ``bmm``,
   the additive bias, ``softmax`` over keys, ``bmm`` with the values (a fully masked query row gets a
   uniform average, as `streamer.model.masks` documents, instead of SDPA's special case);
@@ -30,13 +32,20 @@ import math
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from streamer.model.components import FeatureExtractor, SelfAttention
 
 
 class DelegateLayerNorm(nn.Module):
-    """LayerNorm over the last dim in mean / sub / mul / rsqrt ops (same weights and epsilon).
+    """LayerNorm over the last dim in linear / sub / mul / rsqrt ops (same weights and epsilon).
+
+    The two means (of the input and of the squared deviations) are Linears with one output whose
+    weights are all 1/D. Written as ``mean`` over a (…, 1, D) view instead, XNNPACK (executorch
+    1.5.1) runs each mean as a global average pooling in NHWC layout, between two transposes of the
+    whole activation: 228 of the 328 transposes of the XLSR-53-large step (ETDump). The Linears are
+    not quantized (only ``nn.Linear`` modules are, see `streamer.export.executorch`).
 
     Args:
         norm: The LayerNorm to replace (elementwise affine, one normalized dim).
@@ -51,15 +60,15 @@ class DelegateLayerNorm(nn.Module):
         self.weight = norm.weight
         self.bias = norm.bias if norm.bias is not None else nn.Parameter(torch.zeros_like(norm.weight),
                                                                          requires_grad=False)
+        dim = norm.normalized_shape[0]
+        self.register_buffer("average", torch.full((1, dim), 1.0 / dim, dtype=norm.weight.dtype,
+                                                   device=norm.weight.device), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        """(..., D) → (..., D); rank 2 to 4 inputs."""
-        shape = x.shape
-        x4 = x.reshape(-1, shape[-2] if x.dim() > 2 else 1, 1, shape[-1])
-        centred = x4 - x4.mean(dim=(2, 3), keepdim=True)
-        var = (centred * centred).mean(dim=(2, 3), keepdim=True)
-        y = centred * torch.rsqrt(var + self.eps)
-        return (y * self.weight + self.bias).reshape(shape)
+        """(..., D) → (..., D)."""
+        centred = x - F.linear(x, self.average)
+        var = F.linear(centred * centred, self.average)
+        return centred * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
 
 class DelegateSelfAttention(nn.Module):
