@@ -146,7 +146,7 @@ def test_export_command(model_dir, tmp_path):
 
 @pytest.mark.parametrize("stable", [True, False])
 def test_rewrite_keeps_the_numbers(stable):
-    """The delegate-friendly copy (mean/rsqrt norms, bmm attention, 2-D convs) equals the model."""
+    """The delegate-friendly copy (linear-mean norms, bmm attention, 2-D convs) equals the model."""
     from streamer.model import Wav2Vec2CTC
     from streamer.model.config import tiny_config
     from streamer.model.masks import ChunkAttention

@@ -9,10 +9,10 @@ and update rule. A cached-mode step keeps its key/value cache as a ring of per-l
 blocks that the runner moves along (`_BlockCachedStep`), so no cached frame is copied per step.
 
 Before export the model is rewritten into ops the XNNPACK delegate takes (`streamer.export.rewrite`:
-layer norms as mean/rsqrt, attention as bmm/softmax with an additive bias, the conv front-end as
-frame gathers and Linears, other 1-D convs as 2-D convs), so the whole encoder runs in one delegate
-segment; only the step's integer frame bookkeeping stays in portable kernels. The sidecar records
-the segment count.
+layer norms with their means as one-output Linears, attention as bmm/softmax with an additive bias,
+the conv front-end as frame gathers and Linears, other 1-D convs as 2-D convs), so the whole encoder
+runs in one delegate segment; only the step's integer frame bookkeeping stays in portable kernels.
+The sidecar records the segment count.
 
 Quantization (PT2E with the XNNPACK quantizer, per-channel symmetric int8 weights, applied to the
 Linears only — after the rewrite that includes the conv front-end; the positional conv stays float32,
