@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import operator
 import os
 from collections import Counter
@@ -497,6 +498,7 @@ class PteStreamingEncoder:
         self.vocab = Vocabulary.from_dict(self.meta["vocabulary"])
         self.preprocess = PreprocessConfig.from_dict(self.meta["preprocess"])
         self.encoder_config = EncoderConfig.from_dict(self.meta["encoder"])
+        self._padding = int(self.meta.get("input_padding_bytes", 0))
         program = Runtime.get().load_program(self.path)
         self._forward = program.load_method("forward")
 
@@ -504,22 +506,25 @@ class PteStreamingEncoder:
         """Zero state (B must be 1: the program was exported for one stream)."""
         if batch != 1:
             raise ConfigError(f"pte: the program runs one stream, found batch={batch}")
-        return ProgramState(tuple(self._input(torch.zeros(s["shape"], dtype=getattr(torch, s["dtype"])))
+        return ProgramState(tuple(self._empty(s["shape"], getattr(torch, s["dtype"])).zero_()
                                   for s in self.meta["state"]))
 
-    def _input(self, t: Tensor) -> Tensor:
-        """``t`` as a step input: itself when it already has the sidecar's readable padding after it
-        (a tensor `_copy` made), else a padded contiguous copy (format version 3 reads inputs in place)."""
-        pad = self.meta.get("input_padding_bytes", 0)
-        size = t.numel() * t.element_size()
-        if t.is_contiguous() and t.untyped_storage().nbytes() - t.storage_offset() * t.element_size() >= size + pad:
-            return t
-        return self._copy(t)
+    def _empty(self, shape: Sequence[int], dtype: torch.dtype) -> Tensor:
+        """An uninitialized contiguous tensor followed by the sidecar's ``input_padding_bytes`` of spare
+        storage (format version 3 programs read their inputs in place, and XNNPACK reads a little past
+        their end)."""
+        numel = math.prod(shape)
+        extra = -(-self._padding // dtype.itemsize)
+        return torch.empty(numel + extra, dtype=dtype)[:numel].view(tuple(shape))
 
-    def _copy(self, t: Tensor) -> Tensor:
-        """A contiguous copy of ``t`` followed by ``input_padding_bytes`` of spare storage."""
-        extra = -(-self.meta.get("input_padding_bytes", 0) // t.element_size())
-        return torch.empty(t.numel() + extra, dtype=t.dtype)[:t.numel()].view(t.shape).copy_(t)
+    def _input(self, t: Tensor) -> Tensor:
+        """``t`` as a step input: itself when its storage already holds the padding after its data (a
+        tensor `_empty` made), else a padded copy."""
+        size = t.numel() * t.element_size()
+        if t.is_contiguous() and t.untyped_storage().nbytes() - t.storage_offset() * t.element_size() \
+                >= size + self._padding:
+            return t
+        return self._empty(t.shape, t.dtype).copy_(t)
 
     def step(self, chunk: Tensor, state: ProgramState, num_samples: Tensor | None = None
              ) -> tuple[Tensor, Tensor, ProgramState]:
@@ -532,7 +537,7 @@ class PteStreamingEncoder:
         # Outputs live in the method's memory until the next call: copy them out (padded, as they
         # become the next step's inputs).
         inputs = [self._input(chunk.float()), self._input(num_samples.long()), *map(self._input, state.tensors)]
-        out = [self._copy(o) for o in self._forward.execute(inputs)]
+        out = [self._empty(o.shape, o.dtype).copy_(o) for o in self._forward.execute(inputs)]
         return out[0], out[1], ProgramState(advance_state(self.meta["state"], state.tensors, out[2:]))
 
     def first_frame(self, steps_before: int) -> int:
