@@ -133,6 +133,15 @@ def test_program_alone_streams_like_the_model(model_dir, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip() == alone.transcribe(x).text.strip()
 
+    # Running a program loads the runtime's bindings only, not the exporter behind
+    # `executorch.runtime` (executorch.exir, torch._dynamo, torchao: ~135 MB and seconds of start-up).
+    code = ("import sys; import numpy as np; from streamer.recognizer import Recognizer; "
+            f"Recognizer.from_program({str(path)!r}, lm=None).transcribe(np.zeros(16000, np.float32)); "
+            "print(sorted(m for m in ('executorch.exir', 'torch._dynamo', 'torchao') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().splitlines()[-1] == "[]"
+
 
 def test_export_command(model_dir, tmp_path):
     out = tmp_path / "cli.pte"

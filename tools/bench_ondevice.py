@@ -93,9 +93,9 @@ def _best_seconds(fn, repeats: int) -> float:
 def worker(kind: str, path: str, threads: int, seconds: float, repeats: int) -> None:
     """Runs one program in this (fresh) process and prints a JSON line: load_s, rtf, rss_mb."""
     if kind != "ort":
-        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+        from streamer.export.runtime import bindings
 
-        _unsafe_reset_threadpool(threads)  # only valid before any method is loaded
+        bindings()._unsafe_reset_threadpool(threads)  # only valid before any method is loaded
     x = torch.from_numpy(np.random.default_rng(0).standard_normal(int(seconds * SAMPLE_RATE)).astype(np.float32) * 0.1)
     rss_before = _peak_rss_mb()
     t = time.perf_counter()
@@ -135,16 +135,17 @@ def worker(kind: str, path: str, threads: int, seconds: float, repeats: int) -> 
                 piece = torch.nn.functional.pad(x[pos:pos + c], (0, c - len(x[pos:pos + c])))[None]
                 _, _, state = enc.step(piece, state, torch.tensor([min(c, len(x) - pos)]))
     else:
-        from executorch.runtime import Runtime
+        from streamer.export.runtime import load_program
 
-        method = Runtime.get().load_program(Path(path)).load_method("forward")
+        program = load_program(path)
+        method = program.load_method("forward")
         load_s = time.perf_counter() - t
-        n = method.metadata.input_tensor_meta(0).sizes()[1]
+        n = method.method_meta().input_tensor_meta(0).sizes()[1]
 
         def run() -> None:
             for pos in range(0, len(x), n):
                 piece = torch.nn.functional.pad(x[pos:pos + n], (0, n - len(x[pos:pos + n])))[None]
-                method.execute([piece.contiguous()])
+                method([piece.contiguous()], clone_outputs=False)
     print(json.dumps({"load_s": load_s, "rtf": _best_seconds(run, repeats) / seconds, "rss_mb": _peak_rss_mb(),
                       "rss_before_load_mb": rss_before}))
 

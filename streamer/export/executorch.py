@@ -482,7 +482,7 @@ class PteStreamingEncoder:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         _require_executorch()
-        from executorch.runtime import Runtime
+        from streamer.export.runtime import load_program
 
         self.path = Path(path)
         side = self.path.with_suffix(".json")
@@ -499,8 +499,8 @@ class PteStreamingEncoder:
         self.preprocess = PreprocessConfig.from_dict(self.meta["preprocess"])
         self.encoder_config = EncoderConfig.from_dict(self.meta["encoder"])
         self._padding = int(self.meta.get("input_padding_bytes", 0))
-        program = Runtime.get().load_program(self.path)
-        self._forward = program.load_method("forward")
+        self._program = load_program(str(self.path))
+        self._forward = self._program.load_method("forward")
 
     def init_state(self, batch: int = 1) -> ProgramState:
         """Zero state (B must be 1: the program was exported for one stream)."""
@@ -534,10 +534,10 @@ class PteStreamingEncoder:
             raise ConfigError(f"pte step: expected a (1, {c}) chunk, found {tuple(chunk.shape)}")
         if num_samples is None:
             num_samples = torch.tensor([c], dtype=torch.long)
-        # Outputs live in the method's memory until the next call: copy them out (padded, as they
-        # become the next step's inputs).
+        # Outputs live in the method's memory until the next call: copy them out once, into padded
+        # storage, as they become the next step's inputs.
         inputs = [self._input(chunk.float()), self._input(num_samples.long()), *map(self._input, state.tensors)]
-        out = [self._empty(o.shape, o.dtype).copy_(o) for o in self._forward.execute(inputs)]
+        out = [self._empty(o.shape, o.dtype).copy_(o) for o in self._forward(inputs, clone_outputs=False)]
         return out[0], out[1], ProgramState(advance_state(self.meta["state"], state.tensors, out[2:]))
 
     def first_frame(self, steps_before: int) -> int:
