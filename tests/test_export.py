@@ -84,6 +84,20 @@ def test_dynamic_int8_program_is_close(model_dir, tmp_path):
     assert relative < 0.05
 
 
+def test_convs_are_quantized_only_when_all_are_the_positional_conv():
+    """Dynamic int8 takes the rewritten positional conv; a group-norm front-end's convs (which the
+    lowering cannot take quantized) keep every conv float32, and static int8 never quantizes convs."""
+    from streamer.export.executorch import _quantizes_convs
+    from streamer.model import Wav2Vec2CTC
+    from streamer.model.config import tiny_config
+
+    layer_norm = delegate_friendly(Wav2Vec2CTC(tiny_config(pos_conv_causal=True)))
+    group_norm = delegate_friendly(Wav2Vec2CTC(tiny_config(feat_extract_norm="group", stable_layer_norm=False)))
+    assert _quantizes_convs(layer_norm, "dynamic")
+    assert not _quantizes_convs(layer_norm, "static")
+    assert not _quantizes_convs(group_norm, "dynamic")
+
+
 def test_recognizer_runs_the_program(model_dir, tmp_path):
     cfg = StreamingConfig.from_seconds("cached", 0.32)
     path = export_streaming(load_checkpoint(model_dir), ExportConfig(cfg, "none"), tmp_path / "s.pte")
@@ -206,6 +220,30 @@ def test_block_cache_step_equals_the_cached_step(model_dir):
             assert torch.equal(out[1], v2)
             assert (out[0] - l2)[v2].abs().max().item() < 1e-4
     assert torch.equal(s1[4], s2.cache_valid)  # the ring saw the same frames as the stacked cache
+
+
+@pytest.mark.parametrize("causal,kernel", [(True, 8), (False, 8), (False, 7)])
+def test_positional_conv_rewrite_equals_the_conv(causal, kernel):
+    """The export rewrite's positional conv (constant zeros concatenated as (B, D, 1, N) instead of a
+    pad) equals the model's, offline for batches of one and two, and step by step when causal."""
+    from streamer.export.rewrite import DelegatePositionalConv
+    from streamer.model.components import PositionalConv
+    from streamer.model.config import tiny_config
+
+    torch.manual_seed(kernel)
+    pos = PositionalConv(tiny_config(pos_conv_causal=causal, pos_conv_kernel=kernel)).eval()
+    rewritten = DelegatePositionalConv(pos)
+    d = pos.conv.in_channels
+    with torch.no_grad():
+        for b, n in ((1, 1), (1, 13), (2, 20)):
+            x = torch.randn(b, n, d)
+            assert torch.allclose(rewritten(x), pos(x), atol=1e-5)
+        if causal:
+            h1 = h2 = torch.randn(1, pos.context_frames, d)
+            for n in (3, 12):
+                x = torch.randn(1, n, d)
+                (y1, h1), (y2, h2) = pos.step(x, h1), rewritten.step(x, h2)
+                assert torch.allclose(y2, y1, atol=1e-5) and torch.equal(h2, h1)
 
 
 @pytest.mark.parametrize("k,s,c", [(10, 5, 1), (3, 2, 4), (2, 2, 4), (1, 3, 2), (4, 2, 3)])

@@ -15,12 +15,13 @@ runs in one delegate segment; only the step's integer frame bookkeeping stays in
 The sidecar records the segment count.
 
 Quantization (PT2E with the XNNPACK quantizer, per-channel symmetric int8 weights, applied to the
-Linears only — after the rewrite that includes the conv front-end; the positional conv stays float32,
-as XNNPACK runs quantized convs in float32 anyway — so the step's integer frame bookkeeping stays
-exact):
+Linears — after the rewrite that includes the conv front-end — and, dynamic only, to the positional
+conv; the step's integer frame bookkeeping is never annotated, so it stays exact):
 
-* ``dynamic`` — activations quantized on the fly per call, no calibration needed.
-* ``static`` — activation scales calibrated on speech passed to `export_streaming`.
+* ``dynamic`` — activations quantized on the fly per call, no calibration needed. The positional
+  conv runs as XNNPACK's int8 ``Convolution (NHWC, QDU8, F32, QC8W)`` (see `_quantizes_convs`).
+* ``static`` — activation scales calibrated on speech passed to `export_streaming`; the positional
+  conv stays float32 (statically quantized convs ran as float32 convolutions).
 
 ExecuTorch is imported lazily (``pip install 'streamer[export]'``).
 """
@@ -198,14 +199,28 @@ def _example_inputs(step: "_Step | _BlockCachedStep") -> tuple[Tensor, ...]:
 
 
 def _quantizable(module: nn.Module) -> list[str]:
-    """Names of the layers to quantize: the Linears (after the rewrite, the conv front-end's too).
+    """Names of the Linears to quantize (after the rewrite, the conv front-end's too).
 
-    Convs stay float32. Measured with ETDump (executorch 1.5.1): the Linears run as int8 XNNPACK
-    kernels, while the dynamic config leaves convs unannotated and statically annotated convs still
-    run as float32 convolutions, between converts that only add time and error; the causal
-    positional conv's quantized pad was even refused at load time (int8 ``StaticConstantPad``).
+    Measured with ETDump (executorch 1.5.1): quantized Linears run as int8 XNNPACK kernels, while
+    statically annotated convs still ran as float32 convolutions, between converts that only add time
+    and error (the causal positional conv's quantized pad was even refused at load time, int8
+    ``StaticConstantPad``). Convs are quantized only dynamically, see `_quantizes_convs`.
     """
     return [name for name, m in module.named_modules() if isinstance(m, nn.Linear)]
+
+
+def _quantizes_convs(module: nn.Module, mode: str) -> bool:
+    """Whether to quantize the convs (dynamic int8): only when every conv is the rewritten positional
+    conv (`DelegatePositionalConv`, whose input the XNNPACK lowering can take dynamically quantized).
+
+    Convs are annotated by operator type, all or none: the quantizer's module-name filter never
+    matches a conv, as it also checks the weight node, which has no module stack.
+    """
+    from streamer.export.rewrite import DelegatePositionalConv
+
+    convs = {id(m) for m in module.modules() if isinstance(m, nn.Conv2d)}
+    positional = {id(m.conv) for m in module.modules() if isinstance(m, DelegatePositionalConv)}
+    return mode == "dynamic" and bool(convs) and convs == positional
 
 
 def _calibration_steps(step: "_Step | _BlockCachedStep", normalize: bool,
@@ -247,8 +262,9 @@ def _drop_non_float_observers(graph: torch.fx.GraphModule) -> int:
 
 
 def _quantize(graph: torch.fx.GraphModule, example: tuple[Tensor, ...], mode: str, layers: list[str],
-              calibration: Iterable[tuple[Tensor, ...]]) -> nn.Module:
-    """int8 (per-channel symmetric weights) of the named layers, dynamic or calibrated static."""
+              calibration: Iterable[tuple[Tensor, ...]], convs: bool = False) -> nn.Module:
+    """int8 (per-channel symmetric weights) of the named layers, and of every conv when ``convs``;
+    dynamic or calibrated static."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -261,6 +277,8 @@ def _quantize(graph: torch.fx.GraphModule, example: tuple[Tensor, ...], mode: st
     quantizer = XNNPACKQuantizer()
     for name in layers:
         quantizer.set_module_name(name, qconfig)
+    if convs:
+        quantizer.set_operator_type(torch.ops.aten.conv2d.default, qconfig)
     prepared = prepare_pt2e(graph, quantizer)
     _drop_non_float_observers(prepared)
     with torch.no_grad():
@@ -365,7 +383,8 @@ def _lower(module: nn.Module, example: tuple[Tensor, ...], config: ExportConfig,
 
     graph = torch.export.export(module, example, strict=False).module()
     if config.quantize != "none":
-        graph = _quantize(graph, example, config.quantize, _quantizable(module), calibration)
+        graph = _quantize(graph, example, config.quantize, _quantizable(module), calibration,
+                          _quantizes_convs(module, config.quantize))
     program = torch.export.export(graph, example, strict=False)
     lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], constant_methods=constants)
     counts = delegate_segments(lowered)

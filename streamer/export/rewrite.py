@@ -2,7 +2,7 @@
 
 ExecuTorch 1.5.1's XNNPACK partitioner does not take ``aten.native_layer_norm`` nor the bool/scalar
 ops that ``F.scaled_dot_product_attention`` decomposes into (``logical_not``, ``any``, ``where``,
-``mul.Scalar``, ``expand``), nor dynamically quantized 1-D convolutions. Each op it refuses runs in
+``mul.Scalar``, ``expand``), nor 1-D convolutions. Each op it refuses runs in
 a portable kernel and cuts the delegate graph into another segment. `delegate_friendly` returns a
 deep copy of a model with those blocks replaced by equivalents written in ops the delegate takes:
 
@@ -17,8 +17,11 @@ deep copy of a model with those blocks replaced by equivalents written in ops th
   written as a gather of its input frames (reshapes, contiguous slices, one concat) and a Linear,
   so that int8 quantization applies to it: XNNPACK in executorch 1.5.1 runs quantized convs as
   float32 convolutions (measured with ETDump), and quantized Linears as int8 kernels;
-* `Conv1dAs2d` — any other Conv1d (the positional conv, group-norm front-ends) run as a Conv2d over
-  a (B, C, 1, N) view, which the delegate takes (in float32).
+* `DelegatePositionalConv` — the positional conv as a Conv2d over a (B, D, 1, N) concatenation of
+  constant zeros (or, streaming, its history) with the frames, made for the conv alone, so that the
+  XNNPACK lowering takes it dynamically quantized (an int8 convolution);
+* `Conv1dAs2d` — any other Conv1d (group-norm front-ends) run as a Conv2d over a (B, C, 1, N) view,
+  which the delegate takes (in float32).
 
 `streamer.model` is untouched: the rewrite applies only to the copy that gets exported.
 `DelegateSelfAttention` also reads the exported cached step's key/value cache as per-chunk blocks
@@ -35,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from streamer.model.components import FeatureExtractor, SelfAttention
+from streamer.model.components import FeatureExtractor, PositionalConv, SelfAttention
 
 
 class DelegateLayerNorm(nn.Module):
@@ -148,6 +151,67 @@ class Conv1dAs2d(nn.Module):
         return y.reshape(b, y.shape[1], y.shape[3])
 
 
+class DelegatePositionalConv(nn.Module):
+    """`PositionalConv` whose conv reads a (B, D, 1, N) concatenation made for it alone.
+
+    Its padding (or, when streaming, its history) is concatenated with the frames as constant
+    (1, D, 1, ·) zeros right before the conv, instead of ``F.pad`` or the step's shared (B, N, D)
+    concatenation. This is what lets the conv run dynamically quantized: for such a conv,
+    ExecuTorch 1.5.1's ``ChannelsLastTaggedReshapePass`` walks from the conv's input up the chain of
+    first arguments to the first node whose first argument is not a node (a concatenation, a graph
+    input) and switches every use of that node to an NHWC copy. In the streaming step that node was
+    the concatenation whose tail is also the next state, and lowering failed (``KeyError: 'val'``).
+    Here the walk ends at a concatenation only the conv reads.
+
+    Args:
+        pos: The positional conv to replace (its weights are copied).
+    """
+
+    def __init__(self, pos: PositionalConv) -> None:
+        super().__init__()
+        conv = pos.conv
+        self.kernel, self.causal, self.act = pos.kernel, pos.causal, pos.act
+        self.conv = Conv1dAs2d(conv).conv
+        d, k = conv.in_channels, pos.kernel
+        left, right = (k - 1, 0) if pos.causal else (k // 2, k // 2 - (1 if k % 2 == 0 else 0))
+        self.register_buffer("left", torch.zeros(1, d, 1, left), persistent=False)
+        self.register_buffer("right", torch.zeros(1, d, 1, right), persistent=False)
+
+    @property
+    def context_frames(self) -> int:
+        """Past frames a causal positional conv keeps as streaming state (K - 1)."""
+        return self.kernel - 1
+
+    @staticmethod
+    def _planar(x: Tensor) -> Tensor:
+        """(B, N, D) → (B, D, 1, N)."""
+        b, n, d = x.shape
+        return x.transpose(1, 2).reshape(b, d, 1, n)
+
+    def _embed(self, parts: list[Tensor]) -> Tensor:
+        """The conv and activation over the concatenated (B, D, 1, ·) parts, as (B, N_out, D)."""
+        y = self.act(self.conv(torch.cat(parts, dim=3)))
+        return y.reshape(y.shape[0], y.shape[1], y.shape[3]).transpose(1, 2)
+
+    def _zeros(self, pad: Tensor, batch: int) -> Tensor:
+        return pad if batch == 1 else pad.expand(batch, -1, -1, -1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, T, D) → (B, T, D) positional embedding (to be added to ``x``)."""
+        b = x.shape[0]
+        parts = [self._zeros(self.left, b), self._planar(x)]
+        if self.right.shape[3]:
+            parts.append(self._zeros(self.right, b))
+        return self._embed(parts)
+
+    def step(self, x: Tensor, history: Tensor) -> tuple[Tensor, Tensor]:
+        """Causal streaming step, as `PositionalConv.step`: (B, n, D) frames and (B, K-1, D) history →
+        (B, n, D) embedding and the next (B, K-1, D) history."""
+        y = self._embed([self._planar(history), self._planar(x)])
+        full = torch.cat([history, x], dim=1)
+        return y, full[:, full.shape[1] - (self.kernel - 1):]
+
+
 class ConvAsLinear(nn.Module):
     """A Conv1d (no padding, dilation or groups; kernel <= 2 x stride) on (B, N, C_in) frames.
 
@@ -245,6 +309,8 @@ def _swap(module: nn.Module) -> int:
             setattr(module, name, DelegateLayerNorm(child))
         elif isinstance(child, SelfAttention):
             setattr(module, name, DelegateSelfAttention(child))
+        elif isinstance(child, PositionalConv):
+            setattr(module, name, DelegatePositionalConv(child))
         elif isinstance(child, nn.Conv1d):
             setattr(module, name, Conv1dAs2d(child))
         else:
