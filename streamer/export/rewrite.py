@@ -172,8 +172,7 @@ class DelegatePositionalConv(nn.Module):
         conv = pos.conv
         self.kernel, self.causal, self.act = pos.kernel, pos.causal, pos.act
         self.conv = Conv1dAs2d(conv).conv
-        d, k = conv.in_channels, pos.kernel
-        left, right = (k - 1, 0) if pos.causal else (k // 2, k // 2 - (1 if k % 2 == 0 else 0))
+        d, (left, right) = conv.in_channels, pos.padding
         self.register_buffer("left", torch.zeros(1, d, 1, left), persistent=False)
         self.register_buffer("right", torch.zeros(1, d, 1, right), persistent=False)
 

@@ -153,14 +153,16 @@ class PositionalConv(nn.Module):
         """Past frames a causal positional conv keeps as streaming state (K - 1)."""
         return self.kernel - 1
 
+    @property
+    def padding(self) -> tuple[int, int]:
+        """Zero frames (left, right) around the input of an offline forward: (K-1, 0) causal, else
+        (K//2, K//2) with the right one one frame shorter when K is even."""
+        k = self.kernel
+        return (k - 1, 0) if self.causal else (k // 2, k // 2 - (1 if k % 2 == 0 else 0))
+
     def forward(self, x: Tensor) -> Tensor:
         """(B, T, D) → (B, T, D) positional embedding (to be added to ``x``)."""
-        x = x.transpose(1, 2)
-        if self.causal:
-            x = F.pad(x, (self.kernel - 1, 0))
-        else:
-            x = F.pad(x, (self.kernel // 2, self.kernel // 2 - (1 if self.kernel % 2 == 0 else 0)))
-        return self.act(self.conv(x)).transpose(1, 2)
+        return self.act(self.conv(F.pad(x.transpose(1, 2), self.padding))).transpose(1, 2)
 
     def step(self, x: Tensor, history: Tensor) -> tuple[Tensor, Tensor]:
         """Causal streaming step.
