@@ -34,7 +34,7 @@ from typing import Iterator
 
 import numpy as np
 
-from streamer.constants import SAMPLE_RATE
+from streamer.constants import INT16_FULL_SCALE, SAMPLE_RATE
 from streamer.errors import AudioError
 
 #: Extensions routed straight to ffmpeg (libsndfile cannot read them).
@@ -153,6 +153,12 @@ def to_mono_float(samples: np.ndarray) -> np.ndarray:
     elif x.ndim != 1:
         raise AudioError(f"array: expected shape (samples,) or (samples, channels), found {x.shape}")
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """float samples in [-1, 1] → int16 (rounded; values outside full scale are clipped)."""
+    x = np.round(np.asarray(samples, dtype=np.float32) * INT16_FULL_SCALE)
+    return np.clip(x, -32768, 32767).astype(np.int16)
 
 
 def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:

@@ -9,6 +9,9 @@ from __future__ import annotations
 #: Sample rate the encoder consumes, in Hz. Every input is resampled to this rate.
 SAMPLE_RATE: int = 16_000
 
+#: Full scale of 16-bit samples: float sample = int16 value / INT16_FULL_SCALE.
+INT16_FULL_SCALE: float = 32768.0
+
 #: Samples between two encoder frames (the product of the XLSR conv strides 5·2·2·2·2·2·2).
 HOP_SAMPLES: int = 320
 

@@ -196,7 +196,8 @@ def test_vocabulary_from_text_and_hf_json_round_trip(tmp_path):
 
 
 def test_trainer_chooses_the_vocabulary(tmp_path):
-    from streamer.train.trainer import TrainConfig, choose_vocabulary
+    from streamer.train.config import TrainConfig
+    from streamer.train.run import choose_vocabulary
 
     def cfg(**kw):
         return TrainConfig(train_manifests=("x.tsv",), out_dir=str(tmp_path), **kw)
@@ -334,7 +335,8 @@ def test_fine_tuning_in_the_language(language, tmp_path):
     from streamer.checkpoint import load_checkpoint
     from streamer.corpus.tts import check_audio, to_mono_16k, trim_silence
     from streamer.train.masking import SpecAugmentConfig
-    from streamer.train.trainer import TrainConfig, train
+    from streamer.train.config import TrainConfig
+    from streamer.train.run import train
     import subprocess
 
     info = LANGUAGES[language]
@@ -357,7 +359,7 @@ def test_fine_tuning_in_the_language(language, tmp_path):
     cfg = TrainConfig(train_manifests=(str(manifest),), dev_manifest=str(manifest), out_dir=str(tmp_path / "run"),
                       init_from=str(pretrained), language=language, freeze_feature_encoder=True,
                       causal_pos_conv=False, max_steps=12, warmup_steps=2, peak_lr=3e-3, final_lr_ratio=0.5,
-                      max_batch_seconds=30.0, eval_every=12, log_every=3, augment=False, pad_seconds=0.0,
+                      max_batch_seconds=30.0, eval_every=12, log_every=3, augment=None, pad_seconds=0.0,
                       threads=2, seed=1, specaugment=SpecAugmentConfig(time_prob=0.0), dynamic_chunk=None)
     assert train(cfg, show_progress=False).steps == 12
     log = (tmp_path / "run" / "log.jsonl").read_text().splitlines()

@@ -1,21 +1,19 @@
-"""Synthetic-speech corpus tools: text sources, TTS engines, augmentation and the corpus builder.
+"""Synthetic-speech corpus tools: text sources, TTS engines and the corpus builder.
 
 Modules:
     text_sources: sentences from offline text, their train/dev/test split, language-model text.
     tts: espeak-ng, flite, festival and piper voices behind one ``synthesize(voice, text)``.
-    augment: fast numpy augmentation applied online by the training loop.
     build: ``build_corpus`` (plan, synthesize, FLAC files, manifests) and manifest I/O.
 
-The command line is ``tools/make_corpus.py``.
+The command line is ``tools/data/make_corpus.py``.
 """
 
 import importlib
 from typing import Any
 
 #: Where each re-exported name lives. Loaded on first use (PEP 562), so importing one submodule
-#: (e.g. `augment` on a GPU machine without soundfile) does not import the others.
+#: (e.g. `text_sources` on a machine without the TTS engines) does not import the others.
 _EXPORTS = {
-    "AugmentConfig": "augment", "Augmenter": "augment",
     "CorpusSummary": "build", "ManifestEntry": "build", "build_corpus": "build", "read_manifest": "build",
     "write_manifest": "build",
     "Sentence": "text_sources", "SentenceSplits": "text_sources", "SplitConfig": "text_sources",

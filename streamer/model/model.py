@@ -53,15 +53,30 @@ class Encoder(nn.Module):
             x: Projected features; padded frames must already be zero.
             bias: Additive attention bias broadcastable to (B, H, T, T), or None.
         """
+        return self.forward_taps(x, bias)[0]
+
+    def forward_taps(self, x: Tensor, bias: Tensor | None = None, taps: tuple[int, ...] = ()) -> tuple[Tensor, list[Tensor]]:
+        """`forward`, also returning the hidden states after some layers.
+
+        Args:
+            x: Projected features (B, T, D); padded frames must already be zero.
+            bias: Additive attention bias broadcastable to (B, H, T, T), or None.
+            taps: Layer counts k in 1..num_layers: the (B, T, D) states after the first k layers.
+
+        Returns:
+            The encoder output and the tapped states, in the order of ``taps``.
+        """
         x = self.embed(x, self.pos_conv(x))
         drop = None
         if self.training and self.layerdrop > 0:
             drop = torch.rand(len(self.layers)) < self.layerdrop
+        tapped: dict[int, Tensor] = {}
         for i, layer in enumerate(self.layers):
-            if drop is not None and bool(drop[i]):
-                continue
-            x, _, _ = layer(x, bias)
-        return self.finish(x)
+            if not (drop is not None and bool(drop[i])):
+                x, _, _ = layer(x, bias)
+            if i + 1 in taps:
+                tapped[i + 1] = x
+        return self.finish(x), [tapped[k] for k in taps]
 
 
 class Wav2Vec2CTC(nn.Module):

@@ -1,4 +1,4 @@
-"""Command line of ``streamer train`` (also ``python tools/train.py``).
+"""Command line of ``streamer train``.
 
 Examples::
 
@@ -13,65 +13,101 @@ Examples::
     streamer train --init-from models/demo-en --language ru --train data/corpus-ru/train.tsv \\
         --dev data/corpus-ru/dev.tsv --out runs/xlsr-ru
 
-    # several processes (DDP): torchrun --nproc_per_node 2 -m streamer train ...
+    # distil real-speech teachers into the demo model: hama's phone posteriors (stored beforehand
+    # with tools/data/teacher_targets.py) on synthetic speech with transcripts and real speech without
+    streamer train --init-from models/demo-en --train data/corpus/train.tsv data/real/real.tsv \
+        --distill data/targets/hama --dev data/corpus/dev.tsv --out runs/distill
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from streamer.model.config import PRESETS, DropoutConfig
+from streamer.train.config import DistillConfig, DistillTarget, TrainConfig
+from streamer.train.augment import AugmentConfig
 from streamer.train.masking import DynamicChunkConfig, SpecAugmentConfig
+
+_D = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+_DROPOUT = TrainConfig.__dataclass_fields__["dropout"].default_factory()  # type: ignore[misc]
+_SPEC = SpecAugmentConfig()
+_CHUNK = DynamicChunkConfig()
+_DISTILL = {f.name: f.default for f in dataclasses.fields(DistillConfig) if f.default is not dataclasses.MISSING}
+
+
+def _distill_target(text: str) -> DistillTarget:
+    """``STORE[:WEIGHT[:LAYER]]`` → a `DistillTarget` (LAYER: a transformer layer count, or ``final``)."""
+    parts = text.split(":")
+    try:
+        weight = float(parts[1]) if len(parts) > 1 and parts[1] else 1.0
+        layer = int(parts[2]) if len(parts) > 2 and parts[2] not in ("", "final") else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected STORE[:WEIGHT[:LAYER]], found {text!r}") from None
+    return DistillTarget(parts[0], weight, layer)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Adds the training options to a parser."""
-    p.add_argument("--train", nargs="+", required=True, metavar="TSV", help="training manifest(s): path<TAB>text")
+    """Adds the training options to a parser (defaults come from `TrainConfig`)."""
+    p.add_argument("--train", nargs="+", required=True, metavar="TSV",
+                   help="training manifest(s) (path<TAB>text; an empty text teaches through --distill only) or packed corpus folders")
     p.add_argument("--dev", metavar="TSV", help="held-out manifest for WER/CER during training")
     p.add_argument("--out", required=True, help="run folder (resumes when it holds checkpoint.pt)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--preset", default="demo-small", choices=sorted(PRESETS), help="model shape from scratch (default: demo-small)")
+    g.add_argument("--preset", default=_D["preset"], choices=sorted(PRESETS), help="model shape from scratch (default: %(default)s)")
     g.add_argument("--init-from", metavar="MODEL", help="pre-trained or fine-tuned wav2vec2/XLSR/streamer folder or hub id to start from; its CTC head is kept when its vocabulary matches (warm restart), else a new head is trained")
     p.add_argument("--vocab", metavar="VOCAB_JSON", help="output vocabulary (Hugging Face vocab.json); default: the fine-tuning source's when it fits the training text, else built from the training text")
     p.add_argument("--language", metavar="CODE", help="ISO 639-1 code of the training language (stored with a new vocabulary; digits are spelled in it; a source head for another language is replaced)")
     p.add_argument("--centred-pos-conv", action="store_true", help="centred positional conv (default: causal, for exact cached streaming)")
     p.add_argument("--freeze-feature-encoder", action="store_true", help="keep the conv feature encoder fixed")
-    p.add_argument("--max-steps", type=int, default=20000)
-    p.add_argument("--peak-lr", type=float, default=1e-3)
-    p.add_argument("--warmup-steps", type=int, default=1000)
-    p.add_argument("--final-lr-ratio", type=float, default=0.05)
-    p.add_argument("--time-budget-minutes", type=float, default=None,
+    p.add_argument("--max-steps", type=int, default=_D["max_steps"], help="(default: %(default)s)")
+    p.add_argument("--peak-lr", type=float, default=_D["peak_lr"], help="(default: %(default)s)")
+    p.add_argument("--warmup-steps", type=int, default=_D["warmup_steps"], help="(default: %(default)s)")
+    p.add_argument("--final-lr-ratio", type=float, default=_D["final_lr_ratio"], help="(default: %(default)s)")
+    p.add_argument("--time-budget-minutes", type=float, default=_D["time_budget_minutes"],
                    help="wall-clock budget of the run, summed over resumes; the LR anneals inside it and the run stops when it is spent")
-    p.add_argument("--batch-seconds", type=float, default=160.0, help="padded audio per batch (s)")
-    p.add_argument("--max-utterance-seconds", type=float, default=16.0)
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--dropout", type=float, default=0.1, help="hidden and attention dropout")
-    p.add_argument("--layerdrop", type=float, default=0.0)
-    p.add_argument("--mask-time-prob", type=float, default=0.05)
-    p.add_argument("--mask-channel-prob", type=float, default=0.0)
+    p.add_argument("--batch-seconds", type=float, default=_D["max_batch_seconds"], help="padded audio per batch, s (default: %(default)s)")
+    p.add_argument("--max-utterance-seconds", type=float, default=_D["max_utterance_seconds"], help="(default: %(default)s)")
+    p.add_argument("--grad-accum", type=int, default=_D["grad_accum"], help="(default: %(default)s)")
+    p.add_argument("--dropout", type=float, default=_DROPOUT.hidden, help="hidden and attention dropout (default: %(default)s)")
+    p.add_argument("--layerdrop", type=float, default=_DROPOUT.layerdrop, help="(default: %(default)s)")
+    p.add_argument("--mask-time-prob", type=float, default=_SPEC.time_prob, help="(default: %(default)s)")
+    p.add_argument("--mask-channel-prob", type=float, default=_SPEC.channel_prob, help="(default: %(default)s)")
     p.add_argument("--full-attention", action="store_true", help="no dynamic chunk masks (offline-only model)")
-    p.add_argument("--full-attention-prob", type=float, default=0.4, help="share of batches with full attention")
-    p.add_argument("--no-augment", action="store_true", help="no online waveform augmentation")
+    p.add_argument("--full-attention-prob", type=float, default=_CHUNK.full_prob, help="share of batches with full attention (default: %(default)s)")
+    p.add_argument("--no-augment", action="store_true", help="no waveform augmentation")
+    p.add_argument("--from-files", action="store_true", help="read each batch's audio from its files instead of holding the training set in memory")
+    p.add_argument("--buckets", type=int, default=_D["buckets"], help="fixed batch shapes (default: %(default)s)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the forward pass (one graph per bucket)")
     p.add_argument("--reread-manifests", action="store_true",
                    help="re-read the training manifests at each epoch (a corpus still being synthesized)")
-    p.add_argument("--clean-steps", type=int, default=0,
-                   help="first steps without augmentation, masks or chunked attention (default: 0)")
-    p.add_argument("--eval-every", type=int, default=500)
-    p.add_argument("--log-every", type=int, default=20)
-    p.add_argument("--eval-utterances", type=int, default=300)
-    p.add_argument("--save-minutes", type=float, default=10.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (pick deliberately: more than the free cores slows training)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--clean-steps", type=int, default=_D["clean_steps"],
+                   help="first steps without augmentation, masks or chunked attention (default: %(default)s)")
+    p.add_argument("--distill", action="append", type=_distill_target, metavar="STORE[:WEIGHT[:LAYER]]",
+                   help="learn a teacher's stored targets (tools/data/teacher_targets.py) through a small head on the "
+                        "final encoder output or after LAYER transformer layers; repeat for several teachers")
+    p.add_argument("--ctc-weight", type=float, default=_DISTILL["ctc_weight"], help="CTC loss weight with --distill (default: %(default)s)")
+    p.add_argument("--distill-decay-steps", type=int, default=_DISTILL["decay_steps"],
+                   help="steps over which the distillation weights fall to --distill-final-ratio (default: %(default)s = constant)")
+    p.add_argument("--distill-final-ratio", type=float, default=_DISTILL["final_ratio"], help="(default: %(default)s)")
+    p.add_argument("--eval-every", type=int, default=_D["eval_every"], help="(default: %(default)s)")
+    p.add_argument("--log-every", type=int, default=_D["log_every"], help="(default: %(default)s)")
+    p.add_argument("--eval-utterances", type=int, default=_D["eval_max_utterances"], help="(default: %(default)s)")
+    p.add_argument("--save-minutes", type=float, default=_D["save_every_minutes"], help="(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=_D["seed"], help="(default: %(default)s)")
+    p.add_argument("--threads", type=int, default=_D["threads"], help="CPU threads (pick deliberately: more than the free cores slows training; default: %(default)s)")
+    p.add_argument("--device", default=_D["device"], choices=["auto", "cpu", "cuda"], help="(default: %(default)s)")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast (default: on for GPUs and CPUs with native bf16)")
     p.add_argument("--no-progress", action="store_true")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Runs training from parsed arguments; prints the summary. Returns the exit code."""
-    from streamer.train.trainer import TrainConfig, train
-
-    cfg = TrainConfig(
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The `TrainConfig` of parsed arguments."""
+    distill = None
+    if args.distill:
+        distill = DistillConfig(tuple(args.distill), ctc_weight=args.ctc_weight, decay_steps=args.distill_decay_steps,
+                                final_ratio=args.distill_final_ratio)
+    return TrainConfig(
         train_manifests=tuple(args.train), dev_manifest=args.dev, out_dir=args.out, preset=args.preset,
         init_from=args.init_from, vocab_path=args.vocab, language=args.language, causal_pos_conv=not args.centred_pos_conv,
         freeze_feature_encoder=args.freeze_feature_encoder, max_steps=args.max_steps, peak_lr=args.peak_lr,
@@ -82,20 +118,30 @@ def run(args: argparse.Namespace) -> int:
                               feat_proj=args.dropout / 2, layerdrop=args.layerdrop),
         specaugment=SpecAugmentConfig(time_prob=args.mask_time_prob, channel_prob=args.mask_channel_prob),
         dynamic_chunk=None if args.full_attention else DynamicChunkConfig(full_prob=args.full_attention_prob),
-        augment=not args.no_augment, reread_manifests=args.reread_manifests, clean_steps=args.clean_steps, eval_every=args.eval_every, log_every=args.log_every, eval_max_utterances=args.eval_utterances,
+        augment=None if args.no_augment else AugmentConfig(), in_memory=not args.from_files, buckets=args.buckets,
+        compile=args.compile, reread_manifests=args.reread_manifests, clean_steps=args.clean_steps, distill=distill,
+        eval_every=args.eval_every, log_every=args.log_every, eval_max_utterances=args.eval_utterances,
         save_every_minutes=args.save_minutes, seed=args.seed, threads=args.threads, device=args.device,
         amp=not args.no_amp,
     )
-    summary = train(cfg, show_progress=not args.no_progress)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs training from parsed arguments; prints the summary. Returns the exit code (143 when a
+    signal stopped the run: its checkpoint is saved and a rerun resumes it)."""
+    from streamer.train.run import EXIT_TERMINATED, train
+
+    summary = train(config_from_args(args), show_progress=not args.no_progress)
     best = summary.best
-    print(f"done: {summary.steps} steps, {summary.audio_hours:.1f} h of audio in {summary.seconds / 60:.1f} min; "
+    print(f"{'interrupted' if summary.interrupted else 'done'}: {summary.steps} steps, {summary.audio_hours:.1f} h of "
+          f"audio in {summary.seconds / 60:.1f} min; "
           + (f"best dev WER {best.wer:.3f} CER {best.cer:.3f} at step {best.step}; " if best else "")
           + f"models in {summary.out_dir}/best and {summary.out_dir}/last")
-    return 0
+    return EXIT_TERMINATED if summary.interrupted else 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``tools/train.py``."""
+    """Runs ``streamer train`` with ``argv`` (the command line when None)."""
     p = argparse.ArgumentParser(prog="streamer train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     return run(p.parse_args(argv))

@@ -9,15 +9,12 @@ duration in seconds a line, same order) when present, else from the audio header
 from __future__ import annotations
 
 import csv
-import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from streamer.constants import SAMPLE_RATE
 from streamer.errors import AudioError, ConfigError
@@ -149,99 +146,3 @@ def length_batches(durations: Sequence[float], max_batch_seconds: float, rng: ra
     if rng is not None and not sorted_order:
         rng.shuffle(batches)
     return batches
-
-
-@dataclass(frozen=True)
-class Batch:
-    """A padded training batch."""
-
-    waveform: Tensor
-    """(B, N) float32 samples, zero-padded."""
-    lengths: Tensor
-    """(B,) int64 valid samples."""
-    labels: Tensor
-    """(B, L) int64 label ids, padded with 0."""
-    label_lengths: Tensor
-    """(B,) int64 label counts."""
-    texts: tuple[str, ...]
-    """Normalized transcripts."""
-
-
-def collate(waves: Sequence[np.ndarray], texts: Sequence[str], vocab: Vocabulary) -> Batch:
-    """Pads waveforms and encodes transcripts into a `Batch`."""
-    n = max(len(w) for w in waves)
-    wav = torch.zeros(len(waves), n)
-    for i, w in enumerate(waves):
-        wav[i, :len(w)] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
-    ids = [vocab.encode(t) for t in texts]
-    lab = torch.zeros(len(ids), max(1, max(len(x) for x in ids)), dtype=torch.long)
-    for i, x in enumerate(ids):
-        lab[i, :len(x)] = torch.tensor(x, dtype=torch.long)
-    return Batch(wav, torch.tensor([len(w) for w in waves]), lab,
-                 torch.tensor([len(x) for x in ids]), tuple(texts))
-
-
-def random_pad(wave: np.ndarray, rng: np.random.Generator, max_seconds: float = 0.3) -> np.ndarray:
-    """Adds 0..``max_seconds`` of silence at each end (engines differ in their own edge silence, which a
-    model could otherwise learn as a cue)."""
-    lo, hi = rng.integers(0, int(max_seconds * SAMPLE_RATE) + 1, size=2)
-    return np.pad(wave, (int(lo), int(hi)))
-
-
-class BatchIterator:
-    """Iterates over the batches of one epoch, loading and augmenting audio on the fly.
-
-    Args:
-        utterances: The training set.
-        vocab: Label vocabulary.
-        batches: Index lists from `length_batches`.
-        augment: Optional waveform augmentation (float32 array → float32 array).
-        start: Batch index to resume from.
-        pad_seconds: Random silence added at each end, up to this many seconds (0 = none).
-        seed: Seed of the padding.
-    """
-
-    def __init__(self, utterances: Sequence[Utterance], vocab: Vocabulary, batches: list[list[int]],
-                 augment: Callable[[np.ndarray], np.ndarray] | None = None, start: int = 0,
-                 pad_seconds: float = 0.0, seed: int = 0) -> None:
-        self.utterances = utterances
-        self.vocab = vocab
-        self.batches = batches
-        self.augment = augment
-        self.position = start
-        self.pad_seconds = pad_seconds
-        self.rng = np.random.default_rng(seed)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self) -> Iterator[Batch]:
-        while self.position < len(self.batches):
-            idx = self.batches[self.position]
-            self.position += 1
-            waves, texts = [], []
-            for i in idx:
-                u = self.utterances[i]
-                w = load_waveform(u.path)
-                if self.pad_seconds > 0:
-                    w = random_pad(w, self.rng, self.pad_seconds)
-                if self.augment is not None:
-                    w = self.augment(w)
-                waves.append(w)
-                texts.append(u.text)
-            yield collate(waves, texts, self.vocab)
-
-
-def frames_for_labels(num_labels: int) -> int:
-    """Fewest CTC frames that can emit ``num_labels`` labels when every label is a repeat (2n - 1)."""
-    return max(0, 2 * num_labels - 1)
-
-
-def max_label_rate(utterances: Sequence[Utterance], frames_per_second: float) -> float:
-    """Largest labels-per-frame ratio in a set (CTC needs < 1, repeats need more room)."""
-    worst = 0.0
-    for u in utterances:
-        frames = math.floor(u.duration * frames_per_second)
-        if frames > 0:
-            worst = max(worst, len(u.text) / frames)
-    return worst

@@ -1,15 +1,14 @@
-"""Training-time masks: SpecAugment-style time/channel masks and dynamic chunk sampling (WeNet U2)."""
+"""Training-time masks drawn on the training device: SpecAugment-style time/channel spans and
+dynamic chunk (block-causal) attention (WeNet U2), so one model serves offline and streaming use."""
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from streamer.errors import ConfigError
-from streamer.model.masks import ChunkAttention
 
 
 @dataclass(frozen=True)
@@ -34,37 +33,6 @@ class SpecAugmentConfig:
                 raise ConfigError(f"specaugment.{name}: expected >= 1, found {getattr(self, name)}")
 
 
-def span_mask(shape: tuple[int, int], prob: float, length: int, lengths: Tensor | None,
-              generator: torch.Generator) -> Tensor:
-    """Random spans over the last axis: about ``prob * n`` span starts of ``length`` each per row.
-
-    Args:
-        shape: (B, N).
-        prob: Probability that an index starts a span.
-        length: Span length.
-        lengths: (B,) valid extent per row (spans stay inside), or None for N.
-        generator: Random source.
-
-    Returns:
-        Bool (B, N), True inside a span.
-    """
-    b, n = shape
-    mask = torch.zeros(b, n, dtype=torch.bool)
-    if prob <= 0 or n <= length:
-        return mask
-    for i in range(b):
-        valid = int(lengths[i]) if lengths is not None else n
-        if valid <= length:
-            continue
-        count = int(prob * valid / length + torch.rand(1, generator=generator).item())
-        if count == 0:
-            continue
-        starts = torch.randint(0, valid - length, (count,), generator=generator)
-        for s in starts.tolist():
-            mask[i, s:s + length] = True
-    return mask
-
-
 @dataclass(frozen=True)
 class DynamicChunkConfig:
     """Random block-causal attention per batch, so one model serves offline and streaming use.
@@ -87,9 +55,59 @@ class DynamicChunkConfig:
         if not self.left_choices or any(c < -1 for c in self.left_choices):
             raise ConfigError(f"dynamic_chunk.left_choices: expected values >= -1, found {self.left_choices}")
 
-    def sample(self, rng: random.Random) -> ChunkAttention | None:
-        """Draws the attention of one batch (None = full attention)."""
-        if rng.random() < self.full_prob:
-            return None
-        frames = rng.randint(self.chunk_min, self.chunk_max)
-        return ChunkAttention(frames, rng.choice(self.left_choices), rng.randrange(frames))
+
+def time_span_mask(valid: Tensor, width: int, prob: float, span: int, gen: torch.Generator) -> Tensor:
+    """SpecAugment spans drawn on the device: about ``prob * valid / span`` spans per row.
+
+    A count of ``floor(prob * valid / span + U)`` spans per row, starts uniform in
+    ``[0, valid - span)``.
+
+    Args:
+        valid: (B,) valid extent of each row (frames or channels).
+        width: Row width T.
+        prob: Probability that an index starts a span.
+        span: Span length.
+        gen: Generator on the device.
+
+    Returns:
+        (B, T) bool, True inside a span.
+    """
+    dev = valid.device
+    b = valid.shape[0]
+    if prob <= 0 or width <= span:
+        return torch.zeros(b, width, dtype=torch.bool, device=dev)
+    most = int(prob * width / span) + 1
+    room = (valid - span).clamp(min=0)
+    count = torch.floor(prob * valid / span + torch.rand(b, generator=gen, device=dev))
+    count = torch.where(valid > span, count, 0.0)
+    starts = torch.floor(torch.rand(b, most, generator=gen, device=dev) * room[:, None]).long()
+    active = torch.arange(most, device=dev)[None, :] < count[:, None]
+    t = torch.arange(width, device=dev)[None, None, :]
+    inside = (t >= starts[..., None]) & (t < starts[..., None] + span) & active[..., None]
+    return inside.any(1)
+
+
+def chunk_allowed(frames: int, cfg: DynamicChunkConfig | None, gen: torch.Generator, device: torch.device,
+                  left_choices: Tensor | None = None) -> Tensor:
+    """The dynamic chunk mask of one batch, drawn on the device.
+
+    Returns:
+        (T, T) bool, True where query frame q may attend to key frame k: full attention with
+        probability ``full_prob``, else block-causal with a chunk of ``chunk_min..chunk_max``
+        frames, a left context from ``left_choices`` chunks (-1 = unlimited) and a random grid
+        offset. With ``cfg`` None, all True. ``left_choices``: ``cfg.left_choices`` already on the
+        device (a training loop makes it once; else it is copied here).
+    """
+    if cfg is None:
+        return torch.ones(frames, frames, dtype=torch.bool, device=device)
+    u = torch.rand(4, generator=gen, device=device)
+    size = (cfg.chunk_min + torch.floor(u[0] * (cfg.chunk_max - cfg.chunk_min + 1))).long()
+    if left_choices is None:
+        left_choices = torch.tensor(cfg.left_choices, device=device)
+    left = left_choices[torch.floor(u[1] * len(cfg.left_choices)).long()]
+    offset = torch.floor(u[2] * size).long()
+    idx = torch.arange(frames, device=device)
+    block = torch.div(idx + offset, size, rounding_mode="floor")
+    q, k = block[:, None], block[None, :]
+    allowed = (k <= q) & ((left < 0) | (k >= q - left))
+    return allowed | (u[3] < cfg.full_prob)

@@ -8,25 +8,21 @@ Layout of a pack folder::
 
 Per-utterance Ogg files would waste 1–2 KB of container each; long streams cost only the codec's
 bits (12 kbps ≈ 5.4 MB per hour). Decoding gives the int16 stream the training bank indexes
-directly (`streamer.train.fast.load_bank`), so nothing is cut or copied per utterance.
+directly (`streamer.train.bank.load_source`), so nothing is cut or copied per utterance.
 
 Encoding uses ffmpeg's libopus. Decoding uses soundfile (libsndfile ≥ 1.0.29 reads Ogg/Opus at the
 stream's 16 kHz) or, without it, ffmpeg; neither needs soxr. `check_pack` measures that every
 utterance decodes at its indexed offset (best-aligned lag 0) and its signal-to-error ratio.
-
-`split_file` / `join_parts` cut a file into ≤ 16 MiB parts and put it back (checked by SHA-256).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -37,8 +33,6 @@ from streamer.errors import ConfigError, MissingDependencyError
 GAP_SECONDS = 0.25
 #: Opus bit rate of the shards, in kbit/s.
 BITRATE_KBPS = 12
-#: Largest file the device tool returns, in bytes (16 MiB).
-PART_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -126,7 +120,7 @@ def pack_corpus(manifest: str | Path, out_dir: str | Path, max_hours: float | No
         What was written.
     """
     from streamer.train.data import load_waveform, read_manifest
-    from streamer.train.fast import to_int16
+    from streamer.audio import to_int16
 
     out = Path(out_dir)
     if (out / "pack.json").exists():
@@ -245,7 +239,7 @@ def check_pack(folder: str | Path, manifest: str | Path, max_lag: int = 160, lim
         limit: Check only the first utterances.
     """
     from streamer.train.data import load_waveform, read_manifest
-    from streamer.train.fast import to_int16
+    from streamer.audio import to_int16
 
     meta, _ = read_index(folder)
     samples, entries = read_pack(folder)
@@ -270,89 +264,3 @@ def check_pack(folder: str | Path, manifest: str | Path, max_lag: int = 160, lim
         sers.append(10 * np.log10(float(np.sum(ref ** 2)) / max(err, 1e-9)))
     exact = lags.get(0, 0)
     return PackCheck(len(entries), streams_exact, exact, dict(sorted(lags.items())), float(np.median(sers)) if sers else float("nan"))
-
-
-def split_file(path: str | Path, out_dir: str | Path, part_bytes: int = PART_BYTES) -> list[Path]:
-    """Cuts a file into ``<name>.partNN`` files of at most ``part_bytes`` and a ``<name>.sha256``."""
-    path, out = Path(path), Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    data = path.read_bytes()
-    parts = []
-    for i in range(0, max(1, len(data)), part_bytes):
-        part = out / f"{path.name}.part{i // part_bytes:02d}"
-        part.write_bytes(data[i:i + part_bytes])
-        parts.append(part)
-    (out / f"{path.name}.sha256").write_text(hashlib.sha256(data).hexdigest() + "\n")
-    return parts
-
-
-def join_parts(parts_dir: str | Path, name: str, out_path: str | Path) -> Path:
-    """Joins ``<name>.partNN`` files back into ``out_path`` and checks the SHA-256 written by `split_file`.
-
-    Raises:
-        ConfigError: No parts, or the joined file's hash differs (a part is missing or damaged).
-    """
-    parts_dir = Path(parts_dir)
-    parts: Sequence[Path] = sorted(parts_dir.glob(f"{name}.part[0-9][0-9]"))
-    if not parts:
-        raise ConfigError(f"join: expected {name}.part00 ... in {parts_dir}, found none")
-    data = b"".join(p.read_bytes() for p in parts)
-    digest_file = parts_dir / f"{name}.sha256"
-    if digest_file.is_file() and hashlib.sha256(data).hexdigest() != digest_file.read_text().strip():
-        raise ConfigError(f"join: {name} from {len(parts)} part(s) does not match {digest_file} (a part is missing or damaged)")
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(data)
-    return out
-
-
-#: Name of the compact training checkpoint inside a return folder (before splitting).
-COMPACT_NAME = "compact.pt"
-
-
-def export_compact(run_dir: str | Path, return_dir: str | Path, part_bytes: int = PART_BYTES) -> list[Path]:
-    """Writes a run's weights and training state (no optimizer moments) as ≤ ``part_bytes`` parts.
-
-    The AdamW moments would triple the size (demo-small: 28 MB of weights, 83 MB with moments), more
-    than the 64 MiB a device call returns. A run resumed from the parts continues its step count,
-    epoch, time budget and LR schedule with fresh moments.
-
-    Args:
-        run_dir: A run folder holding ``checkpoint.pt``.
-        return_dir: Where the parts, their SHA-256, ``log.jsonl`` and ``config.json`` go.
-
-    Returns:
-        The part files.
-    """
-    import torch
-
-    from streamer.train.trainer import load_training_checkpoint
-
-    run, ret = Path(run_dir), Path(return_dir)
-    saved = load_training_checkpoint(run / "checkpoint.pt")
-    ret.mkdir(parents=True, exist_ok=True)
-    compact = ret / COMPACT_NAME
-    torch.save({"model": saved["model"], "optimizer": {}, "state": saved["state"], "config": saved.get("config"),
-                "fast": saved.get("fast"), "encoder": saved.get("encoder")}, compact)
-    parts = split_file(compact, ret, part_bytes)
-    compact.unlink()
-    for name in ("log.jsonl", "config.json"):
-        if (run / name).is_file():
-            shutil.copyfile(run / name, ret / name)
-    return parts
-
-
-def import_compact(parts_dir: str | Path, run_dir: str | Path) -> Path:
-    """Joins `export_compact` parts into ``<run_dir>/checkpoint.pt`` (a run resumes from it).
-
-    Raises:
-        ConfigError: The run folder already holds a checkpoint, or the parts are incomplete.
-    """
-    run = Path(run_dir)
-    target = run / "checkpoint.pt"
-    if target.exists():
-        raise ConfigError(f"resume: {target} exists; expected a new run folder for the returned parts")
-    joined = join_parts(parts_dir, COMPACT_NAME, target)
-    if (Path(parts_dir) / "log.jsonl").is_file():  # the curve stays cumulative
-        shutil.copyfile(Path(parts_dir) / "log.jsonl", run / "log.jsonl")
-    return joined

@@ -62,7 +62,7 @@ CALIBRATION_TEXT = (
 CALIBRATION_VOICES = (("espeak", "en-us"), ("flite", "slt"))
 HELDOUT_VOICES = (("flite", "rms"), ("espeak", "en-029+m4"))
 LABELS = {"none": "ET fp32", "dynamic": "ET int8 dynamic", "static": "ET int8 static"}
-CPP_RUNNER = Path(__file__).resolve().parent.parent / "examples" / "cpp" / "build" / "streamer_runner"
+CPP_RUNNER = Path(__file__).resolve().parents[2] / "examples" / "cpp" / "build" / "streamer_runner"
 
 
 def _peak_rss_mb() -> float:
@@ -266,7 +266,7 @@ def heldout(manifest: str | None, limit: int) -> tuple[list[np.ndarray], list[st
 
         utts = read_manifest(manifest)[:limit]
         return [load_waveform(u.path) for u in utts], [u.text for u in utts], manifest
-    fixture = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "heldout_sentences.txt"
+    fixture = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "heldout_sentences.txt"
     sentences = [s for s in fixture.read_text().splitlines() if s]
     texts = [s for s in sentences for _ in HELDOUT_VOICES][:limit]
     waves = [_speech(HELDOUT_VOICES[i % 2:i % 2 + 1], [t])[0] for i, t in enumerate(texts)]

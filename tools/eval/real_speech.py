@@ -40,7 +40,7 @@ from typing import Callable
 try:
     import streamer  # noqa: F401
 except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from streamer.metrics import corpus_rates
 from streamer.text import normalize_text

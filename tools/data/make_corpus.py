@@ -27,7 +27,7 @@ from pathlib import Path
 try:
     import streamer  # noqa: F401
 except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from streamer.corpus.build import (
     DEFAULT_ENGINE_WEIGHTS,

@@ -1,9 +1,7 @@
 """Waveform augmentation as batched torch operations on the training device.
 
-The batched counterpart of `streamer.corpus.augment` (the numpy reference, one utterance at a
-time): the same chain, in the same order, each step drawn per row on the device, with no host
-synchronisation and no numpy or soxr in the hot path (the GPU machine has neither soxr nor
-soundfile). Input and output are a padded batch ``(B, N)`` with its ``(B,)`` valid lengths; samples
+The chain, each step drawn per row on the device, with no host synchronisation and no numpy or
+soxr in the hot path (the same code runs on a CPU or a GPU). Input and output are a padded batch ``(B, N)`` with its ``(B,)`` valid lengths; samples
 past a row's length are zero on output.
 
 1. **speed**: polyphase windowed-sinc resampling by a factor in ``speed_range`` (rounded to n/20;
@@ -11,7 +9,7 @@ past a row's length are zero on output.
    (no aliasing when speeding up). Pitch, formants and duration change together; lengths change.
    A row that would outgrow the batch width when slowed down keeps its speed.
 2. **vocal-tract warp**: the piecewise-linear VTLN warp of the STFT along frequency with a phase
-   vocoder (as `streamer.corpus.augment.spectral_warp`, batched; duration kept, RMS matched).
+   vocoder (duration kept, RMS matched).
 3. **reverb**: FFT convolution with a room impulse response made on the device (direct path and a
    Gaussian tail decaying 60 dB in RT60, at a given direct-to-reverberant ratio).
 4. **noise**: white, pink, brown (spectrally shaped Gaussian noise) or babble at an SNR; babble is
@@ -25,7 +23,7 @@ past a row's length are zero on output.
 Expensive steps (speed, warp, reverb, noise, channel) run on a row subset whose size is the
 probability times B, rounded stochastically on the host (so the expected share is exact and no
 device value is read); gain runs on every row and selects with ``torch.where``. Speed is decided
-on the host (`DeviceAugmenter.draw_speed`) because it changes lengths, which the loss needs there.
+on the host (`Augmenter.draw_speed`) because it changes lengths, which the loss needs there.
 """
 
 from __future__ import annotations
@@ -39,9 +37,14 @@ import torch
 from torch import Tensor
 
 from streamer.constants import SAMPLE_RATE
-from streamer.corpus.augment import MULAW_MU, NOISE_KINDS, TELEPHONE_RATE, AugmentConfig
 from streamer.errors import ConfigError
 
+#: Noise kinds the chain can add.
+NOISE_KINDS: tuple[str, ...] = ("white", "pink", "brown", "babble")
+#: Rate of the telephone channel, in Hz.
+TELEPHONE_RATE = 8000
+#: µ-law companding constant (G.711).
+MULAW_MU = 255.0
 #: RT60 decay: exp(-ln(1000) t / RT60) is 60 dB down at t = RT60.
 _LN_1000 = math.log(1000.0)
 #: Lowest frequency of pink and brown noise, in Hz.
@@ -57,21 +60,84 @@ _WARP_HOP = 128
 _NOISE_EXPONENTS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
 
 
-@dataclasses.dataclass(frozen=True)
-class DeviceAugmentConfig(AugmentConfig):
-    """`streamer.corpus.augment.AugmentConfig` (same steps, defaults and checks; values drawn
-    uniformly per row) plus what only the batched device version needs."""
+def _check_range(name: str, value: tuple[float, float], low: float, high: float) -> None:
+    if len(value) != 2 or not low <= value[0] <= value[1] <= high:
+        raise ConfigError(f"AugmentConfig.{name}: expected (lo, hi) with {low} <= lo <= hi <= {high}, "
+                          f"found {value!r}")
 
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Probabilities and ranges of each augmentation step (values are drawn uniformly).
+
+    Attributes:
+        speed_prob: Probability of speed perturbation.
+        speed_range: Speed factors (> 1 faster and higher), within [0.5, 2].
+        warp_prob: Probability of the spectral warp.
+        warp_range: Warp factors alpha (> 1 moves spectra up), within [0.7, 1.4].
+        warp_cutoff_hz: Frequency up to which the warp is a pure scaling by alpha, in Hz; above
+            it the warp bends so that the Nyquist frequency maps to itself.
+        reverb_prob: Probability of reverberation.
+        rt60_range: Reverberation times in seconds (60-dB decay), within [0.05, 2].
+        drr_db_range: Direct-to-reverberant energy ratios in dB, within [-10, 30].
+        noise_prob: Probability of additive noise.
+        snr_db_range: Signal-to-noise ratios in dB (power of the whole utterance), within [-10, 60].
+        noise_kinds: Kinds drawn from, each equally likely (a subset of :data:`NOISE_KINDS`).
+        channel_prob: Probability of a channel degradation (telephone band or band limit).
+        mulaw_prob: Probability, given a telephone channel, of 8-bit µ-law companding too.
+        lowpass_hz_range: Cut-offs of the band limit, in Hz (below Nyquist).
+        gain_prob: Probability of a gain change.
+        gain_db_range: Gains in dB, within [-40, 40].
+        peak_limit: Largest absolute sample of the output, in (0, 1].
+        speed_denominator: Speed factors are rounded to fractions n / 20 (0.9, 0.95, 1, 1.05, 1.1 in
+            the default range): one polyphase kernel per batch.
+    """
+
+    speed_prob: float = 0.5
+    speed_range: tuple[float, float] = (0.9, 1.1)
+    warp_prob: float = 0.3
+    warp_range: tuple[float, float] = (0.9, 1.1)
+    warp_cutoff_hz: float = 4800.0
+    reverb_prob: float = 0.3
+    rt60_range: tuple[float, float] = (0.1, 0.6)
+    drr_db_range: tuple[float, float] = (0.0, 12.0)
+    noise_prob: float = 0.5
+    snr_db_range: tuple[float, float] = (5.0, 30.0)
+    noise_kinds: tuple[str, ...] = NOISE_KINDS
+    channel_prob: float = 0.2
+    mulaw_prob: float = 0.5
+    lowpass_hz_range: tuple[float, float] = (3400.0, 7000.0)
+    gain_prob: float = 0.8
+    gain_db_range: tuple[float, float] = (-6.0, 6.0)
+    peak_limit: float = 0.99
     speed_denominator: int = 20
-    """Speed factors are rounded to fractions n / 20 (0.9, 0.95, 1, 1.05, 1.1 in the default range):
-    one polyphase kernel per batch."""
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.sample_rate != SAMPLE_RATE:
-            raise ConfigError(f"DeviceAugmentConfig.sample_rate: the device chain runs at {SAMPLE_RATE} Hz, found {self.sample_rate}")
+        for name in ("speed_prob", "warp_prob", "reverb_prob", "noise_prob", "channel_prob", "mulaw_prob",
+                     "gain_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"AugmentConfig.{name}: expected a probability in [0, 1], found {value!r}")
+        _check_range("speed_range", self.speed_range, 0.5, 2.0)
+        _check_range("warp_range", self.warp_range, 0.7, 1.4)
+        _check_range("rt60_range", self.rt60_range, 0.05, 2.0)
+        _check_range("drr_db_range", self.drr_db_range, -10.0, 30.0)
+        _check_range("snr_db_range", self.snr_db_range, -10.0, 60.0)
+        _check_range("gain_db_range", self.gain_db_range, -40.0, 40.0)
+        nyquist = SAMPLE_RATE / 2
+        _check_range("lowpass_hz_range", self.lowpass_hz_range, 1000.0, 0.95 * nyquist)
+        if not 0.1 * nyquist <= self.warp_cutoff_hz <= 0.9 * nyquist / self.warp_range[1]:
+            raise ConfigError(
+                f"AugmentConfig.warp_cutoff_hz: expected {0.1 * nyquist:.0f}..{0.9 * nyquist / self.warp_range[1]:.0f}"
+                f" Hz (below Nyquist / max warp), found {self.warp_cutoff_hz!r}"
+            )
+        if not self.noise_kinds or any(k not in NOISE_KINDS for k in self.noise_kinds):
+            raise ConfigError(f"AugmentConfig.noise_kinds: expected a non-empty subset of {NOISE_KINDS}, "
+                              f"found {self.noise_kinds!r}")
+        if not 0.0 < self.peak_limit <= 1.0:
+            raise ConfigError(f"AugmentConfig.peak_limit: expected a level in (0, 1], found {self.peak_limit!r}")
         if not 1 <= self.speed_denominator <= 100:
-            raise ConfigError(f"DeviceAugmentConfig.speed_denominator: expected 1..100, found {self.speed_denominator}")
+            raise ConfigError(f"AugmentConfig.speed_denominator: expected 1..100, found {self.speed_denominator}")
 
 
 def valid_mask(lengths: Tensor, width: int) -> Tensor:
@@ -233,7 +299,7 @@ class SpeedDraw:
     """(B,) int64 valid samples of every row after the step."""
 
 
-class DeviceAugmenter:
+class Augmenter:
     """Applies the random chain of the module docstring to a padded batch, on its device.
 
     Args:
@@ -242,11 +308,11 @@ class DeviceAugmenter:
         seed: Seed of the device generator and of the host generator of the subset sizes.
 
     Example:
-        >>> aug = DeviceAugmenter(DeviceAugmentConfig(), torch.device("cpu"), seed=0)
+        >>> aug = Augmenter(AugmentConfig(), torch.device("cpu"), seed=0)
         >>> wave, lengths = aug(torch.randn(4, 32000) * 0.1, torch.tensor([32000, 30000, 20000, 16000]))
     """
 
-    def __init__(self, config: DeviceAugmentConfig, device: torch.device, seed: int = 0) -> None:
+    def __init__(self, config: AugmentConfig, device: torch.device, seed: int = 0) -> None:
         self.config = config
         self.device = device
         self.gen = torch.Generator(device=device).manual_seed(seed)
