@@ -36,9 +36,8 @@ def create_recognizer(args: argparse.Namespace) -> streamer.Recognizer:
 def main() -> None:
     args = get_args()
     rec = create_recognizer(args)
-    opts = argparse.Namespace(device=args.device, seconds=args.seconds, no_vad=False, vad=2)
     try:
-        run_mic(opts, rec)
+        run_mic(rec, device=args.device, seconds=args.seconds)
     except KeyboardInterrupt:
         pass
 

@@ -40,7 +40,7 @@ def main() -> None:
     for i in range(0, len(audio), block):
         for event in rec.feed(stream, audio[i:i + block]):
             show(event)
-    for event in rec.finish(stream):
+    for event in rec.input_finished(stream):
         show(event)
 
 

@@ -30,7 +30,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -169,6 +169,30 @@ def resample(samples: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.nd
         raise AudioError(f"sample rate: expected > 0 Hz, found {rate}")
     import soxr
     return soxr.resample(samples, rate, target).astype(np.float32, copy=False)
+
+
+class StreamResampler:
+    """Resamples the consecutive blocks of one stream to 16 kHz (soxr's streaming resampler, so block
+    edges leave no trace); at 16 kHz it passes blocks through.
+
+    Args:
+        rate: The stream's sample rate in Hz (checked by `check_sample_rate`).
+    """
+
+    def __init__(self, rate: object) -> None:
+        self.rate = check_sample_rate(rate, "sample_rate")
+        self._soxr: Any = None
+        if self.rate != SAMPLE_RATE:
+            import soxr
+
+            self._soxr = soxr.ResampleStream(self.rate, SAMPLE_RATE, 1, dtype="float32")
+
+    def __call__(self, block: np.ndarray, last: bool = False) -> np.ndarray:
+        """(N,) float32 samples at ``rate`` → float32 samples at 16 kHz (``last``: flush the filter)."""
+        x = np.asarray(block, dtype=np.float32)
+        if self._soxr is None:
+            return x
+        return np.asarray(self._soxr.resample_chunk(x, last=last), dtype=np.float32)
 
 
 def prepare_array(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, name: str = "array") -> np.ndarray:
@@ -354,9 +378,7 @@ def iter_audio(path: str | os.PathLike[str], block_seconds: float = BLOCK_SECOND
     total = 0
     if info.decoder == "soundfile":
         import soundfile as sf
-        import soxr
-        stream = None if info.sample_rate == SAMPLE_RATE else soxr.ResampleStream(
-            info.sample_rate, SAMPLE_RATE, 1, dtype="float32")
+        to_16k = StreamResampler(info.sample_rate)
         block = max(1, int(block_seconds * info.sample_rate))
         native = 0
         try:
@@ -367,8 +389,7 @@ def iter_audio(path: str | os.PathLike[str], block_seconds: float = BLOCK_SECOND
                     last = len(raw) < block
                     x = to_mono_float(raw)
                     check_samples(x, name)
-                    if stream is not None:
-                        x = stream.resample_chunk(x, last=last)
+                    x = to_16k(x, last=last)
                     if len(x):
                         total += len(x)
                         yield x

@@ -350,3 +350,27 @@ def save_checkpoint(folder: str | os.PathLike[str], model: Wav2Vec2CTC, vocab: V
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (out / "vocab.json").write_text(json.dumps(vocab.to_hf_vocab(), indent=1) + "\n", encoding="utf-8")
     return out
+
+
+def model_vocabulary(source: str | Path) -> Vocabulary | None:
+    """The vocabulary of a model's CTC head, read without loading its weights.
+
+    Args:
+        source: A streamer or Hugging Face checkpoint (folder, bundled model name or hub id; see
+            `resolve_source`).
+
+    Returns:
+        The vocabulary, or None when the checkpoint has no CTC head (pre-trained only).
+    """
+    folder = resolve_source(source)
+
+    def read(name: str) -> dict[str, Any]:
+        path = folder / name
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    config = read("config.json")
+    if config.get("format") == FORMAT:
+        return Vocabulary.from_dict(config["vocabulary"])
+    if "Wav2Vec2ForCTC" not in (config.get("architectures") or []) or not (folder / "vocab.json").is_file():
+        return None
+    return vocabulary_from_hf(read("vocab.json"), {**read("special_tokens_map.json"), **read("tokenizer_config.json")}, config)

@@ -20,6 +20,7 @@ import sys
 import time
 
 from streamer.errors import StreamerError
+from streamer.frontend.vad import VadConfig
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -187,9 +188,9 @@ def cmd_lm(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """``streamer train ...``: delegates to streamer.train.cli."""
-    from streamer.train.cli import run
-    return run(args)
+    """``streamer train ...``: delegates to streamer.train.cli (imported only for training)."""
+    from streamer.train.cli import main as train_main
+    return train_main(args.rest)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -214,8 +215,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_mic(args: argparse.Namespace) -> int:
     """``streamer mic``: live transcription from a microphone."""
+    from streamer.frontend.frontend import FrontEndConfig
     from streamer.frontend.live import run_mic
-    return run_mic(args, _recognizer(args))
+
+    front = FrontEndConfig(vad=None if args.no_vad else VadConfig(aggressiveness=args.vad),
+                           gate=not (args.no_vad or args.no_gate))
+    return run_mic(_recognizer(args), device=args.device, seconds=args.seconds, front_end=front)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,10 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("mic", help="live transcription from a microphone")
     _add_model_options(m)
     m.add_argument("--device", help="input device index or name (default: the system's default input)")
-    m.add_argument("--vad", type=int, default=2, choices=[0, 1, 2, 3], help="webrtcvad aggressiveness (default: 2)")
+    m.add_argument("--vad", type=int, default=VadConfig.aggressiveness, choices=[0, 1, 2, 3],
+                   help="webrtcvad aggressiveness (default: %(default)s)")
     m.add_argument("--no-vad", action="store_true", help="no voice activity detection: endpoints from blanks only")
     m.add_argument("--no-gate", action="store_true",
-                   help="decode long silences too (the VAD's speech flags still feed the endpointer)")
+                   help="decode the silence between utterances too (the VAD's speech flags still feed the endpointer)")
     m.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     m.add_argument("--endpoint", choices=["fast", "default", "slow"],
                    help="endpoint preset: how much silence ends an utterance (default: 'default', 1.2 s)")
@@ -257,9 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="int8 quantization (default: dynamic)")
     ex.set_defaults(func=cmd_export)
 
-    from streamer.train.cli import add_arguments
-    tr = sub.add_parser("train", help="train or fine-tune a CTC model")
-    add_arguments(tr)
+    tr = sub.add_parser("train", help="train, fine-tune or distil a CTC model (streamer train --help)", add_help=False)
+    tr.add_argument("rest", nargs=argparse.REMAINDER)
     tr.set_defaults(func=cmd_train)
 
     lm = sub.add_parser("lm", help="language-model tools (streamer lm build --help)", add_help=False)
@@ -271,9 +276,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Commands whose own parser takes every argument after the command name (their modules load only then).
+_DELEGATED = {"train": cmd_train, "lm": cmd_lm}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``streamer`` command; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in _DELEGATED:  # argparse's REMAINDER would not pass a leading --help through
+        args = argparse.Namespace(rest=argv[1:], func=_DELEGATED[argv[0]])
+    else:
+        args = build_parser().parse_args(argv)
     if hasattr(args, "no_lm"):  # commands with recognizer options: refuse bad values before any work
         try:
             args.config = _config(args)

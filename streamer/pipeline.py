@@ -4,18 +4,22 @@ A `FramePipeline` owns everything between the samples a stream receives and the 
 encoder frames: the sample buffer, resampling to 16 kHz, the running input normalization, the
 streaming encoder's state, and the rules that cut the audio into steps and drain the look-ahead at
 the end. It is the only loop in streamer that does so; the recognizer's streams, file streaming
-(`Recognizer.transcribe` with ``stream_files``) and `StreamingEncoder.run` all go through it::
+(`Recognizer.transcribe` with ``stream_files``) and `stream_whole` all go through it::
 
     pipe = FramePipeline(encoder)
     for block in blocks:                       # float32 samples, any lengths
         for first, logits in pipe.push(block): # (first frame index, (t, V) logits) per step
             ...
-    for first, logits in pipe.finish():        # the last partial chunk and the look-ahead drain
+    for first, logits in pipe.drain():         # input finished: the last partial chunk, the look-ahead
         ...
 
 The frames come out consecutive from frame 0, with the offline frame count (see
 `streamer.streaming`). `FramePipeline.step_many` runs one step of several pipelines that share an
-encoder as a single batched forward (B > 1); each pipeline's frames are those it would compute alone.
+encoder as a single batched forward (B > 1) when the encoder batches (`StepEncoder.batch_states`);
+each pipeline's frames are those it would compute alone.
+
+The encoder is any `StepEncoder`: the eager `streamer.streaming.StreamingEncoder`, or an exported
+program run by `streamer.export.runtime.PteStreamingEncoder`.
 
 Input gating (`skip_to`) jumps the stream's clock forward over audio that is not decoded: the frames
 before the jump are drained, the encoder state restarts, and the frame numbering continues on the
@@ -24,17 +28,42 @@ session's grid, so frame indices (and the times derived from them) stay those of
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from streamer.audio import check_sample_rate
+from streamer.audio import StreamResampler, check_sample_rate
 from streamer.constants import SAMPLE_RATE
 from streamer.errors import ConfigError
 from streamer.grid import XLSR_GRID, FrameGrid
 from streamer.preprocess import NormState, normalize_running
+from streamer.streaming import StreamingConfig
+
+
+
+class StepEncoder(Protocol):
+    """A streaming step, ``(chunk, state) -> (logits, valid, state)``, that a pipeline drives."""
+
+    config: StreamingConfig
+
+    def init_state(self, batch: int = 1) -> Any:
+        """The state of ``batch`` new streams."""
+        ...
+
+    def step(self, chunk: Tensor, state: Any, num_samples: Tensor | None = None) -> tuple[Tensor, Tensor, Any]:
+        """(B, chunk samples) → (B, T, V) logits, (B, T) bool valid frames, and the next state."""
+        ...
+
+    def batch_states(self, states: list[Any]) -> Any | None:
+        """One state for several streams' states, or None when the encoder runs one stream per call."""
+        ...
+
+    def unstack_state(self, state: Any) -> list[Any]:
+        """The per-stream states of a state `batch_states` made."""
+        ...
+
 
 #: What a step yields: the global index of its first valid frame and the (t, V) logits of its frames.
 Frames = tuple[int, Tensor]
@@ -119,7 +148,7 @@ class FramePipeline:
         grid: The frame grid of the encoder.
     """
 
-    def __init__(self, encoder: Any, normalize: bool = False, grid: FrameGrid = XLSR_GRID) -> None:
+    def __init__(self, encoder: StepEncoder, normalize: bool = False, grid: FrameGrid = XLSR_GRID) -> None:
         self.encoder = encoder
         self.config = encoder.config
         self.grid = grid
@@ -129,8 +158,7 @@ class FramePipeline:
         self._state = encoder.init_state(1)
         self._steps = 0              # steps of the current segment (since the start or the last skip)
         self._base_frame = 0         # global index of the current segment's frame 0
-        self._resampler: Any = None
-        self._rate: int | None = None
+        self._resampler: StreamResampler | None = None
         self._finished = False       # no more input
         self._flushes_left = 0       # drain steps still to run after the last chunk
         self._drained = False        # finished and every frame emitted
@@ -148,20 +176,17 @@ class FramePipeline:
 
         Raises:
             AudioError: A bad sample rate (see `streamer.audio.check_sample_rate`).
-            ConfigError: After `end_input`, or a rate different from earlier calls.
+            ConfigError: After `input_finished`, or a rate different from earlier calls.
         """
         if self._finished:
             raise ConfigError("stream: accept_waveform after input_finished; create a new stream")
         rate = check_sample_rate(sample_rate, "stream sample_rate")
-        if self._rate not in (None, rate):
-            raise ConfigError(f"stream: sample rate changed from {self._rate} to {rate} Hz; use one rate per stream")
-        self._rate = rate
-        x = np.asarray(samples, dtype=np.float32)
-        if rate != SAMPLE_RATE and len(x):
-            if self._resampler is None:
-                import soxr
-                self._resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
-            x = self._resampler.resample_chunk(x, last=False)
+        if self._resampler is None:
+            self._resampler = StreamResampler(rate)
+        elif self._resampler.rate != rate:
+            raise ConfigError(f"stream: sample rate changed from {self._resampler.rate} to {rate} Hz; "
+                              "use one rate per stream")
+        x = self._resampler(np.asarray(samples, dtype=np.float32))
         self.samples_received += len(x)
         if self._discard:  # samples between a skip target and the next whole hop
             d = min(self._discard, len(x))
@@ -169,13 +194,13 @@ class FramePipeline:
         self._pending.append(x)
         return x
 
-    def end_input(self) -> np.ndarray:
+    def input_finished(self) -> np.ndarray:
         """Marks the end of the input (idempotent); returns the resampler's last samples, if any."""
         tail = np.zeros(0, dtype=np.float32)
         if self._finished:
             return tail
         if self._resampler is not None:
-            tail = self._resampler.resample_chunk(tail, last=True)
+            tail = self._resampler(tail, last=True)
             self._pending.append(tail)
             self.samples_received += len(tail)
         self._finished = True
@@ -268,19 +293,17 @@ class FramePipeline:
         Returns:
             Per pipeline, its step's frames, or None when the step emitted none (stream start, drain).
         """
-        from streamer.streaming import StreamingEncoder, stack_states, unstack_state
-
         inputs = [p._next_input() for p in pipelines]
         enc = pipelines[0].encoder
-        batchable = isinstance(enc, StreamingEncoder) and all(p.encoder is enc for p in pipelines)
-        if len(pipelines) > 1 and batchable:
+        shared = len(pipelines) > 1 and all(p.encoder is enc for p in pipelines)
+        batched = enc.batch_states([p._state for p in pipelines]) if shared else None
+        if batched is not None:
             x = torch.from_numpy(np.stack([piece for piece, _ in inputs]))
             real = torch.tensor([r for _, r in inputs], dtype=torch.long)
-            logits, valid, state = enc.step(x, stack_states([p._state for p in pipelines]), real)
-            states = unstack_state(state)
+            logits, valid, state = enc.step(x, batched, real)
             out = []
-            for i, p in enumerate(pipelines):
-                p._state = states[i]
+            for i, (p, s) in enumerate(zip(pipelines, enc.unstack_state(state))):
+                p._state = s
                 out.append(p._frames(logits[i], valid[i]))
             return out
         out = []
@@ -298,10 +321,28 @@ class FramePipeline:
             if out is not None:
                 yield out
 
-    def finish(self) -> Iterator[Frames]:
-        """Ends the input and runs the last partial chunk and the look-ahead drain."""
-        self.end_input()
+    def drain(self) -> Iterator[Frames]:
+        """Ends the input (`input_finished`) and runs the last partial chunk and the look-ahead."""
+        self.input_finished()
         while self.ready:
             out = self.step_many([self])[0]
             if out is not None:
                 yield out
+
+
+@torch.no_grad()
+def stream_whole(encoder: StepEncoder, samples: Tensor) -> Tensor:
+    """Streams one whole utterance through a `FramePipeline` (tests, benchmarks).
+
+    Args:
+        encoder: The streaming encoder.
+        samples: (N,) float samples at 16 kHz.
+
+    Returns:
+        (T, V) logits of the valid frames, T = the offline frame count.
+    """
+    pipe = FramePipeline(encoder)
+    x = samples.detach().cpu().numpy().astype("float32", copy=False)
+    out = [logits for _, logits in pipe.push(x)] + [logits for _, logits in pipe.drain()]
+    vocab_size = out[0].shape[-1] if out else 0
+    return torch.cat(out) if out else torch.zeros(0, vocab_size)

@@ -9,7 +9,7 @@ live loop::
     stream = rec.create_stream()
     for block in microphone_blocks():                       # float32 16-kHz arrays of any length
         stream.accept_waveform(block)
-        while rec.is_ready(stream):
+        while stream.ready:
             for event in rec.decode_stream(stream):         # Partial after each step, Final at endpoints
                 print(event)
     stream.input_finished()
@@ -53,7 +53,7 @@ from streamer.grid import FrameGrid
 from streamer.offline import WindowConfig, iter_window_logits
 from streamer.pipeline import FramePipeline, Frames, SampleBuffer
 from streamer.preprocess import normalize_utterance
-from streamer.results import Final, Partial, RunInfo, Segment, Transcript
+from streamer.results import Event, Final, Partial, RunInfo, Segment, Transcript
 from streamer.streaming import StreamingConfig, StreamingEncoder
 from streamer.utterances import Utterance, UtteranceTracker
 
@@ -63,7 +63,6 @@ OFFLINE_SEGMENTS = EndpointConfig(silence_before_speech=30.0, silence_after_spee
 #: Decoder choices of `RecognizerConfig.search`.
 SEARCHES = ("auto", "greedy", "beam")
 
-Event = Partial | Final
 
 
 def _default_streaming() -> StreamingConfig:
@@ -131,7 +130,6 @@ class Stream:
         self.tracker = UtteranceTracker(rec.decoder, rec.config.endpoint, rec.vocab.blank_id, rec.grid)
         self._audio = SampleBuffer() if rec.config.two_pass else None
         self._closed = False
-        self.finals: list[Final] = []
 
     @property
     def samples_received(self) -> int:
@@ -164,7 +162,7 @@ class Stream:
 
     def input_finished(self) -> None:
         """Marks the end of the audio; the next `Recognizer.decode_stream` calls drain the stream."""
-        tail = self.pipeline.end_input()
+        tail = self.pipeline.input_finished()
         if self._audio is not None:
             self._audio.append(tail)
 
@@ -172,6 +170,11 @@ class Stream:
     def ready(self) -> bool:
         """A step can run, or the ended stream still owes its last Final."""
         return self.pipeline.ready or (self.pipeline.drained and not self._closed)
+
+    @property
+    def in_speech(self) -> bool:
+        """True while the current utterance has speech its endpoint has not yet closed."""
+        return self.tracker.speech_seen
 
     @property
     def done(self) -> bool:
@@ -190,7 +193,7 @@ class Stream:
             events.append(self.tracker.partial(self.time))
         if self.pipeline.drained and not self._closed:
             self._closed = True
-            last = self.tracker.flush()
+            last = self.tracker.close_current()
             if last is not None:
                 events += self._final(last)
         return events
@@ -204,7 +207,6 @@ class Stream:
             self._audio.drop_until(grid.samples(utt.end_frame))
         if not final.text:
             return []
-        self.finals.append(final)
         return [final]
 
     def skip_to(self, sample: int) -> list[Event]:
@@ -242,7 +244,7 @@ class Recognizer:
             raise ConfigError("recognizer: expected a model, an ExecuTorch step program, or both; found neither")
         program = None
         if step_program is not None:
-            from streamer.export.executorch import PteStreamingEncoder
+            from streamer.export.runtime import PteStreamingEncoder
             program = PteStreamingEncoder(step_program)
             if checkpoint is not None and program.meta["vocabulary"] != checkpoint.vocab.to_dict():
                 raise ConfigError(f"pte: {step_program} was exported from another model (vocabularies differ)")
@@ -335,7 +337,7 @@ class Recognizer:
             pipe = FramePipeline(self.streaming_encoder, self.preprocess.normalize, self.grid)
             for block in blocks:
                 yield from pipe.push(block)
-            yield from pipe.finish()
+            yield from pipe.drain()
         else:
             yield from iter_window_logits(self.model, blocks, self.config.window,
                                           normalize=self.preprocess.normalize)
@@ -368,7 +370,7 @@ class Recognizer:
                     yield Segment(u.final.text, u.final.start, u.final.end, u.final.words)
             if progress is not None:
                 progress(self.grid.seconds(first + len(logits)))
-        last = utts.flush()
+        last = utts.close_current()
         if last is not None and last.final.text:
             f = last.final
             yield Segment(f.text, f.start, f.end, f.words)
@@ -399,10 +401,6 @@ class Recognizer:
             raise ConfigError("stream: expected a stream created by this recognizer's create_stream(), "
                               "found one created by another Recognizer")
         return stream
-
-    def is_ready(self, stream: Stream) -> bool:
-        """True when the stream holds a full chunk, or finished audio not yet decoded."""
-        return self._check(stream).ready
 
     def second_pass(self, audio: np.ndarray, final: Final) -> Final:
         """Two-pass final: ``final``'s utterance re-decoded from its 16-kHz audio with full context.
@@ -480,7 +478,7 @@ class Recognizer:
         self._check(stream).accept_waveform(samples, sample_rate)
         return self.decode_stream(stream)
 
-    def finish(self, stream: Stream) -> list[Event]:
+    def input_finished(self, stream: Stream) -> list[Event]:
         """`Stream.input_finished` then `decode_stream`: the remaining events (ends with the last Final)."""
         self._check(stream).input_finished()
         return self.decode_stream(stream)

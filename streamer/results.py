@@ -112,3 +112,7 @@ class Transcript:
     def words(self) -> tuple[Word, ...]:
         """Every word of every segment."""
         return tuple(w for s in self.segments for w in s.words)
+
+
+#: What a stream's decoding returns: a Partial after each step, a Final at each endpoint.
+Event = Partial | Final

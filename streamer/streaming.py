@@ -367,19 +367,11 @@ class StreamingEncoder(nn.Module):
         """Global index of the first frame a step emits (see `StreamingConfig.first_frame`)."""
         return self.config.first_frame(steps_before)
 
-    @torch.no_grad()
-    def run(self, samples: Tensor) -> Tensor:
-        """Streams one whole utterance through a `streamer.pipeline.FramePipeline` (tests, benchmarks).
+    def batch_states(self, states: list[State]) -> State:
+        """One batched state of several streams' states (`stack_states`): this encoder runs them
+        as one forward."""
+        return stack_states(states)
 
-        Args:
-            samples: (N,) float samples at 16 kHz.
-
-        Returns:
-            (T, V) logits of the valid frames, T = the offline frame count.
-        """
-        from streamer.pipeline import FramePipeline  # the pipeline drives this encoder; imported on use
-
-        pipe = FramePipeline(self)
-        x = samples.detach().cpu().numpy().astype("float32", copy=False)
-        out = [logits for _, logits in pipe.push(x)] + [logits for _, logits in pipe.finish()]
-        return torch.cat(out) if out else torch.zeros(0, self.model.config.vocab_size)
+    def unstack_state(self, state: State) -> list[State]:
+        """The per-stream states of a batched state (`unstack_state`)."""
+        return unstack_state(state)

@@ -41,10 +41,23 @@ import functools
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from streamer.vocab import Vocabulary
+from streamer.constants import ENGLISH_ALPHABET
+
+
+class Vocabulary(Protocol):
+    """What normalization reads of a vocabulary (`streamer.vocab.Vocabulary` has it)."""
+
+    tokens: tuple[str, ...]
+    special_ids: tuple[int, ...]
+    word_delimiter: str | None
+    language: str | None
+
+    @property
+    def per_character(self) -> bool: ...
+
+    def __len__(self) -> int: ...
 
 #: Words for the digits 0-9, per language (ISO 639-1). Digits are spelled one by one, the way the
 #: English models were trained; a language missing here has its digits removed unless the
@@ -155,9 +168,15 @@ def _cached_normalizer(vocab: "Vocabulary", language: str | None) -> TextNormali
 def normalizer_for(vocab: "Vocabulary | None" = None, language: str | None = None) -> TextNormalizer:
     """The (cached) normalizer of ``vocab``; None means the bundled English character vocabulary."""
     if vocab is None:
-        from streamer.vocab import english_characters
-        vocab = english_characters()
+        return _english_normalizer(language)
     return _cached_normalizer(vocab, language)
+
+
+@functools.lru_cache(maxsize=8)
+def _english_normalizer(language: str | None) -> TextNormalizer:
+    """The normalizer of the bundled English character vocabulary (a–z and the apostrophe)."""
+    return TextNormalizer(alphabet=frozenset(ENGLISH_ALPHABET), word_breaks=True,
+                          digit_words=DIGIT_WORDS.get(language or "en"))
 
 
 def normalize_text(text: str, vocab: "Vocabulary | None" = None, *, language: str | None = None) -> str:

@@ -102,6 +102,12 @@ class UtteranceTracker:
         self._dec = self.decoder.new_state(time_offset=self.grid.seconds(frame))
 
     @property
+    def speech_seen(self) -> bool:
+        """Whether the current (open) utterance has had a speech frame: the endpointer has not yet
+        closed what was said."""
+        return self._ep.speech_seen
+
+    @property
     def next_frame(self) -> int:
         """Global index of the next frame expected."""
         return self.start_frame + self.frames
@@ -161,7 +167,7 @@ class UtteranceTracker:
             self._open(first)
         return done
 
-    def flush(self) -> Utterance | None:
+    def close_current(self) -> Utterance | None:
         """Ends the current utterance at the last frame seen (None when it holds no frames)."""
         return self._close() if self.frames else None
 

@@ -221,26 +221,6 @@ def vocabulary_from_text(texts: Iterable[str], *, language: str | None = None, m
                       word_delimiter=None if per_character else DELIMITER_TOKEN, language=language)
 
 
-def text_coverage(vocab: Vocabulary, texts: Iterable[str]) -> float:
-    """Share of the letters of ``texts`` that ``vocab`` can write, directly or without accents.
-
-    Used to decide whether a fine-tuning source's CTC head fits new training text (1.0 = every letter).
-    """
-    from streamer.text import normalizer_for
-
-    alphabet = normalizer_for(vocab).alphabet
-    counts = characters_of(texts)
-    total = sum(n for c, n in counts.items() if c.isalpha())
-    if total == 0:
-        return 1.0
-
-    def writable(ch: str) -> bool:
-        stripped = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
-        return ch in alphabet or (bool(stripped) and all(c in alphabet for c in stripped))
-
-    return sum(n for c, n in counts.items() if c.isalpha() and writable(c)) / total
-
-
 def new_letters(vocab: Vocabulary, texts: Iterable[str], *, min_share: float = 1e-3) -> list[str]:
     """Letters of ``texts`` missing from ``vocab``, each at least ``min_share`` of all letters.
 
@@ -274,33 +254,6 @@ def load_vocab_json(path: str | Path, *, language: str | None = None) -> Vocabul
     return Vocabulary(tokens=tokens, blank_id=mapping[PAD_TOKEN], unk_id=mapping.get(UNK_TOKEN),
                       word_delimiter=DELIMITER_TOKEN if DELIMITER_TOKEN in mapping or " " in mapping else None,
                       language=language)
-
-
-def model_vocabulary(source: str | Path) -> Vocabulary | None:
-    """The vocabulary of a model's CTC head, read without loading its weights.
-
-    Args:
-        source: A streamer or Hugging Face checkpoint (folder, bundled model name or hub id; see
-            `streamer.checkpoint.resolve_source`).
-
-    Returns:
-        The vocabulary, or None when the checkpoint has no CTC head (pre-trained only).
-    """
-    from streamer.checkpoint import FORMAT, resolve_source  # lazy: checkpoint imports this module
-    from streamer.convert.huggingface import vocabulary_from_hf
-
-    folder = resolve_source(source)
-
-    def read(name: str) -> dict[str, Any]:
-        path = folder / name
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-    config = read("config.json")
-    if config.get("format") == FORMAT:
-        return Vocabulary.from_dict(config["vocabulary"])
-    if "Wav2Vec2ForCTC" not in (config.get("architectures") or []) or not (folder / "vocab.json").is_file():
-        return None
-    return vocabulary_from_hf(read("vocab.json"), {**read("special_tokens_map.json"), **read("tokenizer_config.json")}, config)
 
 
 def save_vocab_json(vocab: Vocabulary, path: str | Path) -> Path:

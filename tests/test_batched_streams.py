@@ -124,8 +124,8 @@ def test_batched_step_logits_match_lone_steps(recognizers, mode):
     for p, q, x in zip(batched, alone, signals):
         p.append(x)
         q.append(x)
-        p.end_input()
-        q.end_input()
+        p.input_finished()
+        q.input_finished()
     got: list[list] = [[] for _ in signals]
     while any(p.ready for p in batched):
         idx = [i for i, p in enumerate(batched) if p.ready]

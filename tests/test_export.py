@@ -15,9 +15,11 @@ import torch
 pytest.importorskip("executorch", reason="executorch is not installed (pip install 'streamer[export]')")
 
 from streamer.checkpoint import load_checkpoint  # noqa: E402
-from streamer.export.executorch import ExportConfig, PteStreamingEncoder, export_streaming  # noqa: E402
+from streamer.export.executorch import ExportConfig, export_streaming  # noqa: E402
+from streamer.export.runtime import PteStreamingEncoder  # noqa: E402
 from streamer.export.rewrite import delegate_friendly  # noqa: E402
 from streamer.recognizer import Recognizer  # noqa: E402
+from streamer.results import Final  # noqa: E402
 from streamer.streaming import StreamingConfig, StreamingEncoder  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -129,10 +131,11 @@ def test_program_alone_streams_like_the_model(model_dir, tmp_path):
 
     def finals(rec: Recognizer) -> list[str]:
         s = rec.create_stream()
+        events = []
         for i in range(0, len(x), 3000):
-            rec.feed(s, x[i:i + 3000])
-        rec.finish(s)
-        return [f.text for f in s.finals]
+            events += rec.feed(s, x[i:i + 3000])
+        events += rec.input_finished(s)
+        return [e.text for e in events if isinstance(e, Final)]
 
     assert finals(alone) == finals(with_model)
     for override in ({"two_pass": True}, {"two_pass": False, "stream_files": False}):
@@ -197,7 +200,8 @@ def test_rewrite_keeps_the_numbers(stable):
 def test_block_cache_step_equals_the_cached_step(model_dir):
     """The exported cached step's ring of per-chunk key/value blocks (moved along by the sidecar's
     ``next`` entries) gives the cached step's logits, on the bundled model (eager, before export)."""
-    from streamer.export.executorch import _BlockCachedStep, advance_state, step_module
+    from streamer.export.executorch import _BlockCachedStep, step_module
+    from streamer.export.runtime import advance_state
 
     ck = load_checkpoint(model_dir)
     cfg = StreamingConfig.from_seconds("cached", 0.32, left=0.96)

@@ -19,12 +19,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import FIXTURES, hf_config_dict
+from streamer.checkpoint import model_vocabulary
 from streamer.text import normalize_text, normalizer_for
 from streamer.vocab import (
     Vocabulary,
     english_characters,
     load_vocab_json,
-    model_vocabulary,
     new_letters,
     save_vocab_json,
     vocabulary_from_text,

@@ -22,9 +22,9 @@ def _run_stream(rec: Recognizer, x: np.ndarray, piece: int, rate: int = 16000) -
     events = []
     for i in range(0, len(x), piece):
         events += rec.feed(s, x[i:i + piece], rate)
-    events += rec.finish(s)
+    events += rec.input_finished(s)
     assert s.done
-    return events, s.finals
+    return events, [e for e in events if isinstance(e, Final)]
 
 
 @pytest.mark.parametrize("mode", ["window", "cached"])
@@ -120,7 +120,7 @@ def test_other_sample_rates_and_int16(model_dir):
     s = rec.create_stream()
     for i in range(0, len(pcm8k), 1000):
         rec.feed(s, pcm8k[i:i + 1000], 8000)
-    rec.finish(s)
+    rec.input_finished(s)
     assert abs(s.samples_received - 32000) <= 2  # 2 s at 16 kHz after streaming resampling
     s = rec.create_stream()
     rec.feed(s, pcm8k[:4000], 8000)
@@ -151,12 +151,14 @@ def test_channel_first_blocks_read_like_prepare_array(model_dir):
     rec = Recognizer.load(model_dir, lm=None, two_pass=False)
     x = _signal(2.0, seed=5)
     mono, stereo_cn, row = rec.create_stream(), rec.create_stream(), rec.create_stream()
+    events: dict[int, list] = {id(s): [] for s in (mono, stereo_cn, row)}
     for i in range(0, len(x), 4000):
         block = x[i:i + 4000]
-        rec.feed(mono, block)
-        rec.feed(stereo_cn, np.stack([block, block]))  # (C, N)
-        rec.feed(row, block[None])                       # (1, N)
-    finals = [" ".join(f.text for f in (rec.finish(s) and s.finals)) for s in (mono, stereo_cn, row)]
+        events[id(mono)] += rec.feed(mono, block)
+        events[id(stereo_cn)] += rec.feed(stereo_cn, np.stack([block, block]))  # (C, N)
+        events[id(row)] += rec.feed(row, block[None])                             # (1, N)
+    finals = [" ".join(e.text for e in events[id(s)] + rec.input_finished(s) if isinstance(e, Final))
+              for s in (mono, stereo_cn, row)]
     assert stereo_cn.samples_received == row.samples_received == mono.samples_received == len(x)
     assert finals[1] == finals[2] == finals[0]
 
@@ -171,7 +173,7 @@ def test_api_misuse_raises_streamer_errors(model_dir):
         with pytest.raises(StreamerError, match="sample_rate|sample rate"):
             rec.feed(rec.create_stream(), x, rate)
     foreign = other.create_stream()
-    for call in (lambda: rec.feed(foreign, x), lambda: rec.decode_stream(foreign), lambda: rec.finish(foreign),
+    for call in (lambda: rec.feed(foreign, x), lambda: rec.decode_stream(foreign), lambda: rec.input_finished(foreign),
                  lambda: rec.decode_streams([rec.create_stream(), foreign]), lambda: rec.get_result(foreign)):
         with pytest.raises(ConfigError, match="another Recognizer"):
             call()
@@ -203,18 +205,19 @@ def test_results_are_on_the_stream_clock_across_a_skip(model_dir):
                           endpoint=EndpointConfig(silence_after_speech=0.5, silence_before_speech=0.5), two_pass=True)
     x = _signal(1.5, seed=6)
     s = rec.create_stream()
-    rec.feed(s, x)
-    rec.skip_to(s, 16000 * 60 + 123)  # one minute held back by a gate
+    events = rec.feed(s, x)
+    events += rec.skip_to(s, 16000 * 60 + 123)  # one minute held back by a gate
     assert abs(s.time - (60 + 123 / 16000)) < 1e-9
-    rec.feed(s, x)
-    rec.finish(s)
-    assert s.done and s.finals
-    late = [f for f in s.finals if f.start >= 60.0]
-    assert late, [(f.start, f.end) for f in s.finals]
+    events += rec.feed(s, x)
+    events += rec.input_finished(s)
+    finals = [e for e in events if isinstance(e, Final)]
+    assert s.done and finals
+    late = [f for f in finals if f.start >= 60.0]
+    assert late, [(f.start, f.end) for f in finals]
     for f in late:
         assert 60.0 <= f.start < f.end <= 60.0 + 1.5 + 0.03
         assert all(60.0 <= w.start <= w.end <= f.end + 0.03 for w in f.words)
-    assert all(f.end <= 1.5 + 1.0 for f in s.finals if f.start < 60.0)
+    assert all(f.end <= 1.5 + 1.0 for f in finals if f.start < 60.0)
 
 
 def test_vad_flags_drive_the_one_endpointer(model_dir):
@@ -224,12 +227,12 @@ def test_vad_flags_drive_the_one_endpointer(model_dir):
     x = _signal(4.0, seed=8)
     plain, flagged = rec.create_stream(), rec.create_stream()
     flagged.accept_speech_flags(0, np.ones(rec.grid.num_frames(len(x)) + 10, dtype=bool))  # speech throughout
-    for s in (plain, flagged):
-        rec.feed(s, x)
-        rec.finish(s)
-    assert len(flagged.finals) <= 1 and len(plain.finals) >= len(flagged.finals)
-    assert " ".join(f.text for f in flagged.finals).replace(" ", "") == \
-        " ".join(f.text for f in plain.finals).replace(" ", "")
+    finals = {}
+    for name, s in (("plain", plain), ("flagged", flagged)):
+        finals[name] = [e for e in rec.feed(s, x) + rec.input_finished(s) if isinstance(e, Final)]
+    assert len(finals["flagged"]) <= 1 and len(finals["plain"]) >= len(finals["flagged"])
+    assert " ".join(f.text for f in finals["flagged"]).replace(" ", "") == \
+        " ".join(f.text for f in finals["plain"]).replace(" ", "")
 
 
 def test_two_pass_audio_is_bounded_by_the_utterance(model_dir):
@@ -237,9 +240,9 @@ def test_two_pass_audio_is_bounded_by_the_utterance(model_dir):
                           endpoint=EndpointConfig(max_utterance=1.0), two_pass=True)
     s = rec.create_stream()
     x = _signal(1.0, seed=9)
-    held = []
+    held, finals = [], []
     for _ in range(8):
-        rec.feed(s, x)
+        finals += [e for e in rec.feed(s, x) if isinstance(e, Final)]
         held.append(len(s._audio))
-    assert len(s.finals) >= 4
+    assert len(finals) >= 4
     assert max(held) <= 16000 * (1.0 + 0.32 + 1.0) + 400  # utterance + a chunk + a block of look-ahead

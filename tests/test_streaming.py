@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from streamer.errors import ConfigError
 from streamer.model import Wav2Vec2CTC
 from streamer.model.config import tiny_config
+from streamer.pipeline import stream_whole
 from streamer.streaming import StreamingConfig, StreamingEncoder
 
 #: Largest allowed |Δ logits| between cached streaming and the offline forward with the same mask.
@@ -34,7 +35,7 @@ def test_cached_equals_offline_with_same_mask(chunk, left_chunks, samples):
     x = torch.randn(samples, generator=torch.Generator().manual_seed(samples)) * 0.3
     with torch.no_grad():
         ref, _ = MODEL(x[None], chunk=cfg.chunk_attention())
-    out = enc.run(x)
+    out = stream_whole(enc, x)
     assert out.shape == ref[0].shape
     assert (out - ref[0]).abs().max().item() <= TOLERANCE
 
@@ -44,7 +45,7 @@ def test_cached_equals_offline_with_same_mask(chunk, left_chunks, samples):
 def test_window_frames_match_offline_count(chunk, left, right, samples):
     enc = StreamingEncoder(MODEL, StreamingConfig("window", chunk, left, right))
     x = torch.randn(samples) * 0.3
-    out = enc.run(x)
+    out = stream_whole(enc, x)
     assert out.shape[0] == MODEL.config.num_frames(samples)
 
 
@@ -56,7 +57,7 @@ def test_window_with_enough_context_equals_offline():
     enc = StreamingEncoder(model, StreamingConfig("window", 10, frames + 20, frames + 20))
     with torch.no_grad():
         ref, _ = model(x[None])
-    out = enc.run(x)
+    out = stream_whole(enc, x)
     assert (out - ref[0]).abs().max().item() <= TOLERANCE
 
 

@@ -39,7 +39,8 @@ from typing import Sequence
 
 from streamer.errors import ConfigError, StreamerError
 from streamer.text import decoder_words
-from streamer.vocab import Vocabulary, english_characters, load_vocab_json, model_vocabulary
+from streamer.checkpoint import model_vocabulary
+from streamer.vocab import Vocabulary, english_characters, load_vocab_json
 
 #: The script that builds lmplz and build_binary.
 BUILD_SCRIPT = "tools/build_kenlm.sh"

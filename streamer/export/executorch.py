@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import operator
 import os
 from collections import Counter
@@ -46,15 +45,10 @@ from streamer.checkpoint import Checkpoint
 from streamer.constants import SAMPLE_RATE
 from streamer.errors import ConfigError, missing_dependency
 from streamer.export.rewrite import delegate_friendly
-from streamer.model import EncoderConfig
-from streamer.preprocess import PreprocessConfig
+from streamer.export.runtime import PTE_FORMAT_VERSIONS, advance_state
 from streamer.streaming import CachedState, StreamingConfig, StreamingEncoder, WindowState, state_tensors
-from streamer.vocab import Vocabulary
 
 QUANTIZATIONS = ("none", "dynamic", "static")
-PTE_FORMAT_VERSIONS = (1, 2, 3)
-"""Sidecar versions this runtime reads (1: every state tensor is a step output; 2: adds ``next``;
-3: the step reads its inputs in place, see `INPUT_PADDING_BYTES`)."""
 
 INPUT_PADDING_BYTES = 128
 """Readable bytes a caller keeps after every input buffer of a streaming step (format version 3).
@@ -83,23 +77,6 @@ class ExportConfig:
 
 def _spec(name: str, t: Tensor, nxt: dict[str, int]) -> dict:
     return {"name": name, "shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", ""), "next": nxt}
-
-
-def advance_state(layout: Sequence[dict], state: Sequence[Tensor], produced: Sequence[Tensor]) -> tuple[Tensor, ...]:
-    """The next state of an exported step: per the sidecar's ``state`` entries, a step output or a state tensor.
-
-    Args:
-        layout: The sidecar's ``state`` list; entry i's ``next`` is ``{"output": j}`` (the step's j-th
-            state output) or ``{"state": k}`` (this step's k-th state input, moved along a block ring).
-            Entries without ``next`` (format version 1) take output i.
-        state: This step's state inputs.
-        produced: The step's outputs after the logits and the validity mask.
-    """
-    out = []
-    for i, entry in enumerate(layout):
-        nxt = entry.get("next", {"output": i})
-        out.append(produced[nxt["output"]] if "output" in nxt else state[nxt["state"]])
-    return tuple(out)
 
 
 class _Step(nn.Module):
@@ -474,91 +451,3 @@ def export_streaming(checkpoint: Checkpoint, config: ExportConfig, out: str | os
                "state": module.layout()}
     path.with_suffix(".json").write_text(json.dumps(sidecar, indent=1) + "\n")
     return path
-
-
-@dataclass(frozen=True)
-class ProgramState:
-    """State of a stream run by an exported program: its tensors in the sidecar's ``state`` order."""
-
-    tensors: tuple[Tensor, ...]
-
-
-class PteStreamingEncoder:
-    """Runs an exported step with the ExecuTorch runtime, with `StreamingEncoder`'s interface.
-
-    Everything a stream needs comes from the program and its sidecar — no PyTorch checkpoint:
-
-    Attributes:
-        config: The streaming setup the program was exported with.
-        vocab: The model's output vocabulary.
-        preprocess: The input preprocessing (running normalization or none).
-        encoder_config: The dimensions of the exported model.
-        meta: The whole sidecar.
-
-    Args:
-        path: The ``.pte`` file (its ``.json`` sidecar beside it).
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        _require_executorch()
-        from streamer.export.runtime import load_program
-
-        self.path = Path(path)
-        side = self.path.with_suffix(".json")
-        if not self.path.is_file() or not side.is_file():
-            raise ConfigError(f"pte: expected {self.path} and its sidecar {side.name}, found "
-                              f"{'neither' if not self.path.is_file() else 'no sidecar'}")
-        self.meta = json.loads(side.read_text())
-        version = self.meta.get("format_version")
-        if self.meta.get("format") != "streamer-pte" or version not in PTE_FORMAT_VERSIONS:
-            raise ConfigError(f"pte: expected a streamer-pte sidecar of format version {PTE_FORMAT_VERSIONS}, found "
-                              f"format {self.meta.get('format')!r} version {version!r} in {side}")
-        self.config = StreamingConfig(**self.meta["streaming"])
-        self.vocab = Vocabulary.from_dict(self.meta["vocabulary"])
-        self.preprocess = PreprocessConfig.from_dict(self.meta["preprocess"])
-        self.encoder_config = EncoderConfig.from_dict(self.meta["encoder"])
-        self._padding = int(self.meta.get("input_padding_bytes", 0))
-        self._program = load_program(str(self.path))
-        self._forward = self._program.load_method("forward")
-
-    def init_state(self, batch: int = 1) -> ProgramState:
-        """Zero state (B must be 1: the program was exported for one stream)."""
-        if batch != 1:
-            raise ConfigError(f"pte: the program runs one stream, found batch={batch}")
-        return ProgramState(tuple(self._empty(s["shape"], getattr(torch, s["dtype"])).zero_()
-                                  for s in self.meta["state"]))
-
-    def _empty(self, shape: Sequence[int], dtype: torch.dtype) -> Tensor:
-        """An uninitialized contiguous tensor followed by the sidecar's ``input_padding_bytes`` of spare
-        storage (format version 3 programs read their inputs in place, and XNNPACK reads a little past
-        their end)."""
-        numel = math.prod(shape)
-        extra = -(-self._padding // dtype.itemsize)
-        return torch.empty(numel + extra, dtype=dtype)[:numel].view(tuple(shape))
-
-    def _input(self, t: Tensor) -> Tensor:
-        """``t`` as a step input: itself when its storage already holds the padding after its data (a
-        tensor `_empty` made), else a padded copy."""
-        size = t.numel() * t.element_size()
-        if t.is_contiguous() and t.untyped_storage().nbytes() - t.storage_offset() * t.element_size() \
-                >= size + self._padding:
-            return t
-        return self._empty(t.shape, t.dtype).copy_(t)
-
-    def step(self, chunk: Tensor, state: ProgramState, num_samples: Tensor | None = None
-             ) -> tuple[Tensor, Tensor, ProgramState]:
-        """Same contract as `StreamingEncoder.step` (the state is the program's own, see `ProgramState`)."""
-        c = self.config.chunk_samples
-        if tuple(chunk.shape) != (1, c):
-            raise ConfigError(f"pte step: expected a (1, {c}) chunk, found {tuple(chunk.shape)}")
-        if num_samples is None:
-            num_samples = torch.tensor([c], dtype=torch.long)
-        # Outputs live in the method's memory until the next call: copy them out once, into padded
-        # storage, as they become the next step's inputs.
-        inputs = [self._input(chunk.float()), self._input(num_samples.long()), *map(self._input, state.tensors)]
-        out = [self._empty(o.shape, o.dtype).copy_(o) for o in self._forward(inputs, clone_outputs=False)]
-        return out[0], out[1], ProgramState(advance_state(self.meta["state"], state.tensors, out[2:]))
-
-    def first_frame(self, steps_before: int) -> int:
-        """Global index of the first frame a step emits (see `StreamingConfig.first_frame`)."""
-        return self.config.first_frame(steps_before)

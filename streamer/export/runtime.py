@@ -1,4 +1,6 @@
-"""The ExecuTorch runtime's Python bindings, imported without the exporter.
+"""Running exported programs: the ExecuTorch runtime's bindings, and `PteStreamingEncoder`.
+
+Nothing here imports the exporter (`streamer.export.executorch`).
 
 ``executorch.runtime`` and ``executorch.extension.pybindings.portable_lib`` import
 ``executorch.exir`` (for one warning class), and with it ``torch._dynamo``, ``torch._inductor`` and
@@ -11,9 +13,26 @@ streaming process imports torch and then that extension directly, and falls back
 from __future__ import annotations
 
 import functools
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
+from typing import Sequence
 
-from streamer.errors import missing_dependency
+import torch
+from torch import Tensor
+
+from streamer.errors import ConfigError, missing_dependency
+from streamer.model.config import EncoderConfig
+from streamer.preprocess import PreprocessConfig
+from streamer.streaming import StreamingConfig
+from streamer.vocab import Vocabulary
+
+PTE_FORMAT_VERSIONS = (1, 2, 3)
+"""Sidecar versions this runtime reads, the exporter writes the last (1: every state tensor is a
+step output; 2: adds ``next``; 3: the step reads its inputs in place, with padding after them)."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -45,3 +64,114 @@ def load_program(path: str, etdump: bool = False) -> object:
     """
     b = bindings()
     return b._load_program(str(path), enable_etdump=etdump, program_verification=b.Verification.InternalConsistency)
+
+
+def advance_state(layout: Sequence[dict], state: Sequence[Tensor], produced: Sequence[Tensor]) -> tuple[Tensor, ...]:
+    """The next state of an exported step: per the sidecar's ``state`` entries, a step output or a state tensor.
+
+    Args:
+        layout: The sidecar's ``state`` list; entry i's ``next`` is ``{"output": j}`` (the step's j-th
+            state output) or ``{"state": k}`` (this step's k-th state input, moved along a block ring).
+            Entries without ``next`` (format version 1) take output i.
+        state: This step's state inputs.
+        produced: The step's outputs after the logits and the validity mask.
+    """
+    out = []
+    for i, entry in enumerate(layout):
+        nxt = entry.get("next", {"output": i})
+        out.append(produced[nxt["output"]] if "output" in nxt else state[nxt["state"]])
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class ProgramState:
+    """State of a stream run by an exported program: its tensors in the sidecar's ``state`` order."""
+
+    tensors: tuple[Tensor, ...]
+
+
+class PteStreamingEncoder:
+    """Runs an exported step with the ExecuTorch runtime, with `StreamingEncoder`'s interface.
+
+    Everything a stream needs comes from the program and its sidecar — no PyTorch checkpoint:
+
+    Attributes:
+        config: The streaming setup the program was exported with.
+        vocab: The model's output vocabulary.
+        preprocess: The input preprocessing (running normalization or none).
+        encoder_config: The dimensions of the exported model.
+        meta: The whole sidecar.
+
+    Args:
+        path: The ``.pte`` file (its ``.json`` sidecar beside it).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        bindings()  # the runtime is installed, or one error with the install hint
+        self.path = Path(path)
+        side = self.path.with_suffix(".json")
+        if not self.path.is_file() or not side.is_file():
+            raise ConfigError(f"pte: expected {self.path} and its sidecar {side.name}, found "
+                              f"{'neither' if not self.path.is_file() else 'no sidecar'}")
+        self.meta = json.loads(side.read_text())
+        version = self.meta.get("format_version")
+        if self.meta.get("format") != "streamer-pte" or version not in PTE_FORMAT_VERSIONS:
+            raise ConfigError(f"pte: expected a streamer-pte sidecar of format version {PTE_FORMAT_VERSIONS}, found "
+                              f"format {self.meta.get('format')!r} version {version!r} in {side}")
+        self.config = StreamingConfig(**self.meta["streaming"])
+        self.vocab = Vocabulary.from_dict(self.meta["vocabulary"])
+        self.preprocess = PreprocessConfig.from_dict(self.meta["preprocess"])
+        self.encoder_config = EncoderConfig.from_dict(self.meta["encoder"])
+        self._padding = int(self.meta.get("input_padding_bytes", 0))
+        self._program = load_program(str(self.path))
+        self._forward = self._program.load_method("forward")
+
+    def init_state(self, batch: int = 1) -> ProgramState:
+        """Zero state (B must be 1: the program was exported for one stream)."""
+        if batch != 1:
+            raise ConfigError(f"pte: the program runs one stream, found batch={batch}")
+        return ProgramState(tuple(self._empty(s["shape"], getattr(torch, s["dtype"])).zero_()
+                                  for s in self.meta["state"]))
+
+    def _empty(self, shape: Sequence[int], dtype: torch.dtype) -> Tensor:
+        """An uninitialized contiguous tensor followed by the sidecar's ``input_padding_bytes`` of spare
+        storage (format version 3 programs read their inputs in place, and XNNPACK reads a little past
+        their end)."""
+        numel = math.prod(shape)
+        extra = -(-self._padding // dtype.itemsize)
+        return torch.empty(numel + extra, dtype=dtype)[:numel].view(tuple(shape))
+
+    def _input(self, t: Tensor) -> Tensor:
+        """``t`` as a step input: itself when its storage already holds the padding after its data (a
+        tensor `_empty` made), else a padded copy."""
+        size = t.numel() * t.element_size()
+        if t.is_contiguous() and t.untyped_storage().nbytes() - t.storage_offset() * t.element_size() \
+                >= size + self._padding:
+            return t
+        return self._empty(t.shape, t.dtype).copy_(t)
+
+    def step(self, chunk: Tensor, state: ProgramState, num_samples: Tensor | None = None
+             ) -> tuple[Tensor, Tensor, ProgramState]:
+        """Same contract as `StreamingEncoder.step` (the state is the program's own, see `ProgramState`)."""
+        c = self.config.chunk_samples
+        if tuple(chunk.shape) != (1, c):
+            raise ConfigError(f"pte step: expected a (1, {c}) chunk, found {tuple(chunk.shape)}")
+        if num_samples is None:
+            num_samples = torch.tensor([c], dtype=torch.long)
+        # Outputs live in the method's memory until the next call: copy them out once, into padded
+        # storage, as they become the next step's inputs.
+        inputs = [self._input(chunk.float()), self._input(num_samples.long()), *map(self._input, state.tensors)]
+        out = [self._empty(o.shape, o.dtype).copy_(o) for o in self._forward(inputs, clone_outputs=False)]
+        return out[0], out[1], ProgramState(advance_state(self.meta["state"], state.tensors, out[2:]))
+
+    def first_frame(self, steps_before: int) -> int:
+        """Global index of the first frame a step emits (see `StreamingConfig.first_frame`)."""
+        return self.config.first_frame(steps_before)
+
+    def batch_states(self, states: list[ProgramState]) -> None:  # noqa: ARG002
+        """None: a program runs one stream per call (`streamer.pipeline.StepEncoder`)."""
+        return None
+
+    def unstack_state(self, state: ProgramState) -> list[ProgramState]:
+        """The state of the one stream a program runs."""
+        return [state]

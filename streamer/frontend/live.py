@@ -1,13 +1,13 @@
-"""Live microphone transcription: sounddevice capture → VAD → one recognizer stream → terminal.
+"""Live microphone transcription: sounddevice capture → `VadFrontEnd` → terminal.
 
     streamer mic                        # default input device, window streaming, bundled model
     streamer mic --device 3 --streaming cached --chunk 0.32 --seconds 30 --endpoint fast
 
 One stream runs for the whole session, so its clock is the microphone's: result times are session
-times as they come. The VAD (webrtcvad, `streamer.frontend.vad`) does two things: its per-frame
-speech flags go to the stream's endpointer (`Stream.accept_speech_flags`; `--endpoint` picks the
-rules), and its gate keeps long silences from being decoded (`Recognizer.skip_to`: the clock jumps,
-the endpointer counts the skipped audio as silence). The gate never ends an utterance itself.
+times as they come. Capture blocks go, at the device's rate, to a
+`streamer.frontend.frontend.VadFrontEnd`: it resamples, gives webrtcvad's speech flags to the
+stream's endpointer (the only authority on where utterances end; ``--endpoint`` picks its rules)
+and skips the silence between utterances once the endpointer has closed the last one.
 
 Partial results overwrite one terminal line (committed text, then the tentative tail in brackets);
 each Final is printed on its own line with its start and end time in the session.
@@ -15,7 +15,6 @@ each Final is printed on its own line with its start and end time in the session
 
 from __future__ import annotations
 
-import argparse
 import queue
 import sys
 import time
@@ -24,8 +23,8 @@ from typing import Any, TextIO
 import numpy as np
 
 from streamer.constants import SAMPLE_RATE
-from streamer.errors import ConfigError, StreamerError, missing_dependency
-from streamer.frontend.vad import VAD_FRAME_SAMPLES, VadConfig, VadGate
+from streamer.errors import StreamerError, missing_dependency
+from streamer.frontend.frontend import FrontEndConfig, VadFrontEnd
 from streamer.results import Final, Partial
 
 #: Capture block length, in seconds.
@@ -67,8 +66,17 @@ def _open_input(sd: Any, device: Any, callback: Any) -> tuple[Any, int]:
         return stream, rate
 
 
-def run_mic(args: argparse.Namespace, rec: Any, out: TextIO = sys.stdout) -> int:
-    """Runs the live loop until Ctrl-C or ``args.seconds``; returns the exit code."""
+def run_mic(rec: Any, *, device: int | str | None = None, seconds: float | None = None,
+            front_end: FrontEndConfig = FrontEndConfig(), out: TextIO = sys.stdout) -> int:
+    """Transcribes the microphone until Ctrl-C or ``seconds``; returns the exit code.
+
+    Args:
+        rec: The recognizer (`streamer.recognizer.Recognizer`).
+        device: Input device index or name (None = the default input).
+        seconds: Stop after this many seconds (None = until Ctrl-C).
+        front_end: VAD and gate settings.
+        out: Where results are shown.
+    """
     try:
         import sounddevice as sd
     except ImportError as err:
@@ -83,71 +91,36 @@ def run_mic(args: argparse.Namespace, rec: Any, out: TextIO = sys.stdout) -> int
             overflows[0] += 1
         blocks.put(indata[:, 0].copy())
 
-    device: Any = args.device
     if isinstance(device, str) and device.isdigit():
         device = int(device)
     try:
         stream_in, rate = _open_input(sd, device, callback)
     except (sd.PortAudioError, ValueError) as err:
-        raise StreamerError(f"cannot open the input device {args.device or '(default)'}: {err}") from None
-    resampler = None
-    if rate != SAMPLE_RATE:
-        import soxr
-        resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32")
-    gate = None if args.no_vad else VadGate(VadConfig(aggressiveness=args.vad))
-    if gate is not None and VAD_FRAME_SAMPLES != rec.grid.hop_samples:
-        raise ConfigError(f"mic: expected the VAD frame ({VAD_FRAME_SAMPLES} samples) to equal the model's hop, "
-                          f"found a hop of {rec.grid.hop_samples} samples; use --no-vad")
-    vstate = gate.new_state() if gate else None
-    gating = not getattr(args, "no_gate", False)
+        raise StreamerError(f"cannot open the input device {device if device is not None else '(default)'}: {err}") from None
+    front = VadFrontEnd(rec, front_end)  # one stream for the session: its clock is the microphone's
     printer = LivePrinter(out)
-    stream = rec.create_stream()  # the whole session: its clock is the microphone's
 
     def show(events: list) -> None:
         for event in events:
             printer.show(event)
-
-    def consume(block: np.ndarray) -> None:
-        """Runs one captured block through the VAD (flags + gate) into the session's stream."""
-        nonlocal vstate
-        if resampler is not None:
-            block = resampler.resample_chunk(block)
-        if gate is None:
-            show(rec.feed(stream, block))
-            return
-        captured = block
-        while True:
-            first_frame = vstate.position // VAD_FRAME_SAMPLES
-            vstate, passed = gate.process(vstate, block)
-            block = block[:0]
-            stream.accept_speech_flags(first_frame, passed.speech)
-            if gating:
-                if passed.start is not None and passed.start > stream.samples_received:
-                    show(rec.skip_to(stream, passed.start))  # the silence the gate held back
-                if len(passed.audio):
-                    show(rec.feed(stream, passed.audio))
-            if not gate.pending(vstate):
-                break
-        if not gating:  # everything is decoded; the VAD only informs the endpointer
-            show(rec.feed(stream, captured))
 
     t0 = time.monotonic()
     print(f"listening ({rec.decoder_name}, {rec.config.streaming.mode} mode, "
           f"{rec.grid.seconds(rec.config.streaming.chunk_frames):.2f}-s chunks); Ctrl-C to stop", file=sys.stderr)
     try:
         with stream_in:
-            while args.seconds is None or time.monotonic() - t0 < args.seconds:
+            while seconds is None or time.monotonic() - t0 < seconds:
                 try:
                     block = blocks.get(timeout=0.5)
                 except queue.Empty:
                     continue
-                consume(block)
+                show(front.accept(block, rate))
         # Capture has stopped; audio still queued (a busy machine falls behind) is recognized too.
         while not blocks.empty():
-            consume(blocks.get_nowait())
+            show(front.accept(blocks.get_nowait(), rate))
     except KeyboardInterrupt:
         pass
-    show([e for e in rec.finish(stream) if isinstance(e, Final)])
+    show([e for e in front.input_finished() if isinstance(e, Final)])
     if overflows[0]:
         print(f"warning: {overflows[0]} input overflow(s): audio was dropped (the machine is too busy)", file=sys.stderr)
     return 0

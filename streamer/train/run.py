@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from streamer.checkpoint import load_pretrained_encoder, save_checkpoint
+from streamer.checkpoint import load_pretrained_encoder, model_vocabulary, save_checkpoint
 from streamer.constants import SAMPLE_RATE
 from streamer.decoding.greedy import greedy_text
 from streamer.errors import CheckpointError, ConfigError
@@ -49,7 +49,6 @@ from streamer.vocab import (
     Vocabulary,
     english_characters,
     load_vocab_json,
-    model_vocabulary,
     new_letters,
     save_vocab_json,
     vocabulary_from_text,

@@ -75,7 +75,7 @@ for m in range(minutes):
         finals += sum(type(e).__name__ == "Final" for e in rec.feed(stream, signal_block(rng, m * per_minute + i, block)))
     print(json.dumps({"minute": m + 1, "rss_mb": rss_mb(), "seconds": time.process_time() - c,
                       "wall": time.perf_counter() - t, "finals": finals}), flush=True)
-rec.finish(stream)
+rec.input_finished(stream)
 """
 
 

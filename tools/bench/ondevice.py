@@ -106,7 +106,7 @@ def worker(kind: str, path: str, threads: int, seconds: float, repeats: int) -> 
         so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
         sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
         load_s = time.perf_counter() - t
-        from streamer.export.executorch import advance_state
+        from streamer.export.runtime import advance_state
 
         layout = json.loads(Path(path).with_suffix(".json").read_text())["state"]
         names = [i.name for i in sess.get_inputs()]
@@ -123,7 +123,7 @@ def worker(kind: str, path: str, threads: int, seconds: float, repeats: int) -> 
                 feeds.update(zip(names[2:], state))
                 state = advance_state(layout, state, sess.run(None, feeds)[2:])
     elif kind == "step":
-        from streamer.export.executorch import PteStreamingEncoder
+        from streamer.export.runtime import PteStreamingEncoder
 
         enc = PteStreamingEncoder(path)
         load_s = time.perf_counter() - t
@@ -290,6 +290,7 @@ class Row:
 
 @torch.no_grad()
 def _eager_rows(name: str, model: torch.nn.Module, x: torch.Tensor, threads: list[int], configs, repeats: int):
+    from streamer.pipeline import stream_whole
     from streamer.streaming import StreamingEncoder
 
     audio = len(x) / SAMPLE_RATE
@@ -308,7 +309,7 @@ def _eager_rows(name: str, model: torch.nn.Module, x: torch.Tensor, threads: lis
             if key not in stream_rows:
                 stream_rows[key] = Row(name, "eager fp32", sc.mode, f"{sc.chunk_frames * 0.02:.2f}", None, None, None,
                                        {}, sc.latency_seconds)
-            stream_rows[key].rtf[th] = timed(lambda: enc.run(x))
+            stream_rows[key].rtf[th] = timed(lambda: stream_whole(enc, x))
     torch.set_num_threads(threads[0])
     print(f"# {name} eager: offline {rows[0].rtf}, "
           f"{ {k: r.rtf for k, r in stream_rows.items()} }", file=sys.stderr, flush=True)
@@ -317,7 +318,7 @@ def _eager_rows(name: str, model: torch.nn.Module, x: torch.Tensor, threads: lis
 
 def _accuracy(ck, programs: dict[str, Path], waves, refs, model_name: str) -> list[str]:
     """Greedy WER/CER of each step program, and the share of frames whose argmax differs from fp32."""
-    from streamer.export.executorch import PteStreamingEncoder
+    from streamer.export.runtime import PteStreamingEncoder
     from streamer.metrics import corpus_rates
     from streamer.recognizer import Recognizer
 

@@ -32,8 +32,10 @@ import time
 import torch
 
 from streamer.constants import SAMPLE_RATE
+from streamer.results import Final
 from streamer.grid import XLSR_GRID
 from streamer.model import EncoderConfig, Wav2Vec2CTC, xlsr53_large_config
+from streamer.pipeline import stream_whole
 from streamer.streaming import StreamingConfig, StreamingEncoder
 
 
@@ -60,18 +62,17 @@ def naive_window(model: Wav2Vec2CTC, x: torch.Tensor, cfg: StreamingConfig) -> N
 def _drive(rec, signals: list, batched: bool, block: int = 1600) -> list[str]:
     """Feeds every signal in blocks to its own stream, decoding per block; returns each stream's text."""
     streams = [rec.create_stream() for _ in signals]
+    finals: list[list[str]] = [[] for _ in signals]
     for start in range(0, max(len(x) for x in signals) + block, block):
         for x, st in zip(signals, streams):
             if start < len(x):
                 st.accept_waveform(x[start:start + block])
             elif start < len(x) + block:
                 st.input_finished()
-        if batched:
-            rec.decode_streams(streams)
-        else:
-            for st in streams:
-                rec.decode_stream(st)
-    return [" ".join(f.text for f in st.finals) for st in streams]
+        events = rec.decode_streams(streams) if batched else [rec.decode_stream(st) for st in streams]
+        for i, evs in enumerate(events):
+            finals[i] += [e.text for e in evs if isinstance(e, Final)]
+    return [" ".join(texts) for texts in finals]
 
 
 def batch_rows(model: str, counts: list[int], seconds: float, chunk: float, repeats: int) -> None:
@@ -143,8 +144,8 @@ def main() -> None:
         k = StreamingConfig.from_seconds("cached", c, c * args.left_chunks)
         enc_w, enc_k = StreamingEncoder(base, w), StreamingEncoder(causal, k)
         t_naive = _timed(lambda: naive_window(base, x, w), args.repeats) / audio
-        t_win = _timed(lambda: enc_w.run(x), args.repeats) / audio
-        t_cached = _timed(lambda: enc_k.run(x), args.repeats) / audio
+        t_win = _timed(lambda: stream_whole(enc_w, x), args.repeats) / audio
+        t_cached = _timed(lambda: stream_whole(enc_k, x), args.repeats) / audio
         ctx = f"L {XLSR_GRID.seconds(w.left_frames):.2f} s, R {XLSR_GRID.seconds(w.right_frames):.2f} s"
         rows += [("window-naive", f"{c:.2f}", ctx, t_naive, w.latency_seconds),
                  ("window", f"{c:.2f}", ctx, t_win, w.latency_seconds),

@@ -54,7 +54,7 @@ def stream_events(rec: Recognizer, wave: np.ndarray, block: int = 1600) -> list[
     events: list[Partial | Final] = []
     for i in range(0, len(wave), block):
         events += rec.feed(s, wave[i:i + block])
-    events += rec.finish(s)
+    events += rec.input_finished(s)
     return events
 
 
