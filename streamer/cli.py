@@ -182,8 +182,8 @@ def cmd_models(args: argparse.Namespace) -> int:  # noqa: ARG001
 
 
 def cmd_lm(args: argparse.Namespace) -> int:
-    """``streamer lm build ...``: delegates to streamer.decoding.lm."""
-    from streamer.decoding.lm import main as lm_main
+    """``streamer lm build ...``: delegates to streamer.decoding.build_lm."""
+    from streamer.decoding.build_lm import main as lm_main
     return lm_main(args.rest)
 
 

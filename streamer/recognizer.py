@@ -109,11 +109,10 @@ class RecognizerConfig:
         if t is not None and (isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= MAX_THREADS):
             raise ConfigError(f"threads: expected a whole number from 1 to {MAX_THREADS}, found {t!r}")
 
-    @property
-    def uses_beam(self) -> bool:
-        """Whether the beam search decodes (see ``search``)."""
+    def uses_beam(self, has_lm: bool) -> bool:
+        """Whether the beam search decodes (see ``search``), given whether a language model is loaded."""
         if self.search == "auto":
-            return self.decoder.lm_path is not None or bool(self.decoder.hotwords)
+            return has_lm or bool(self.decoder.hotwords)
         return self.search == "beam"
 
 
@@ -225,12 +224,12 @@ class Recognizer:
 
     Args:
         checkpoint: A loaded model, or None to run from ``step_program`` alone (see `from_program`).
-        config: Streaming, windows, decoding and endpointing (``config.decoder.lm_path`` names the
-            LM, if any: `load` fills it in from the model's ``lm/`` folder).
+        config: Streaming, windows, decoding and endpointing.
         step_program: An ExecuTorch ``.pte`` of this model's streaming step (`streamer export`): streams
             then run on the ExecuTorch runtime (its streaming setup replaces ``config.streaming``).
             Offline windows and two-pass finals use the PyTorch model, so without a checkpoint
             ``config`` must ask for neither.
+        lm: The language model for the beam search (`streamer.decoding.lm_bundle.LmBundle`), or None.
 
     Raises:
         ConfigError: The program belongs to another model, or the config needs a PyTorch model that
@@ -238,7 +237,7 @@ class Recognizer:
     """
 
     def __init__(self, checkpoint: Checkpoint | None, config: RecognizerConfig | None = None,
-                 step_program: str | os.PathLike[str] | None = None) -> None:
+                 step_program: str | os.PathLike[str] | None = None, lm: LmBundle | None = None) -> None:
         config = config if config is not None else RecognizerConfig()
         if checkpoint is None and step_program is None:
             raise ConfigError("recognizer: expected a model, an ExecuTorch step program, or both; found neither")
@@ -264,7 +263,8 @@ class Recognizer:
         self.grid = FrameGrid.of(checkpoint.config if checkpoint is not None else program.encoder_config)
         self.source = str(checkpoint.folder if checkpoint is not None else step_program)
         self.decoder: BeamSearchDecoder | GreedyDecoder = (
-            BeamSearchDecoder(self.vocab, config.decoder) if config.uses_beam else GreedyDecoder(self.vocab))
+            BeamSearchDecoder(self.vocab, config.decoder, lm) if config.uses_beam(lm is not None)
+            else GreedyDecoder(self.vocab))
         self.streaming_encoder: Any
         if program is not None:
             self.streaming_encoder = program
@@ -289,10 +289,7 @@ class Recognizer:
         """
         config = config if config is not None else RecognizerConfig(two_pass=False, stream_files=True)
         config = _with_overrides(config, overrides)
-        bundle = LmBundle.resolve(lm, Path(step_program).parent)
-        if bundle is not None:
-            config = replace(config, decoder=bundle.decoder_config(config.decoder))
-        return cls(None, config, step_program)
+        return cls(None, config, step_program, LmBundle.resolve(lm, Path(step_program).parent))
 
     @classmethod
     def load(cls, model: str | os.PathLike[str] = DEFAULT_MODEL, config: RecognizerConfig | None = None, *,
@@ -314,17 +311,14 @@ class Recognizer:
         """
         config = _with_overrides(config if config is not None else RecognizerConfig(), overrides)
         ck = load_checkpoint(model)
-        bundle = LmBundle.resolve(lm, ck.folder)
-        if bundle is not None:
-            config = replace(config, decoder=bundle.decoder_config(config.decoder))
-        return cls(ck, config, step_program)
+        return cls(ck, config, step_program, LmBundle.resolve(lm, ck.folder))
 
     @property
     def decoder_name(self) -> str:
         """``greedy``, ``beam`` or ``beam+lm``."""
         if not isinstance(self.decoder, BeamSearchDecoder):
             return "greedy"
-        return "beam+lm" if self.config.decoder.lm_path else "beam"
+        return "beam+lm" if self.decoder.lm is not None else "beam"
 
     @property
     def mode_name(self) -> str:

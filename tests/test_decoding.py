@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streamer.decoding.lm_bundle import LmBundle
 from streamer.decoding.beam import BeamSearchDecoder, DecoderConfig, log_softmax
 from streamer.decoding.greedy import GreedyDecoder, best_path, greedy_text
 from streamer.errors import ConfigError
@@ -145,8 +146,8 @@ def test_chunked_equals_whole_equals_pyctcdecode(arpa_path, logits, search, use_
     t = len(logits)
     cuts = data.draw(st.lists(st.integers(0, t), max_size=4), label="cuts")
     lm = arpa_path if use_lm else None
-    config = DecoderConfig(lm_path=lm, nbest=min(3, search["beam_width"]), commit_lag_seconds=None, **search)
-    decoder = BeamSearchDecoder(VOCAB, config)
+    config = DecoderConfig(nbest=min(3, search["beam_width"]), commit_lag_seconds=None, **search)
+    decoder = BeamSearchDecoder(VOCAB, config, None if lm is None else LmBundle.for_file(lm))
     chunked, _ = run_chunked(decoder, logits, cuts)
     whole = decoder.decode(logits)
     # pyctcdecode gets log-probs, so its probability heuristic cannot misread raw test matrices.
@@ -171,8 +172,8 @@ def test_long_utterance_matches_pyctcdecode_at_beam_32(arpa_path, prune_history)
     rng = np.random.default_rng(42)
     logits = peaky_logits([LEXICON[i] for i in rng.integers(0, len(LEXICON), size=80)], rng, noise=2.0)
     assert len(logits) > 500  # > 10 s
-    decoder = BeamSearchDecoder(VOCAB, DecoderConfig(beam_width=32, lm_path=arpa_path, hotwords=("mat",),
-                                                     prune_history=prune_history, commit_lag_seconds=None))
+    decoder = BeamSearchDecoder(VOCAB, DecoderConfig(beam_width=32, hotwords=("mat",), prune_history=prune_history,
+                                                     commit_lag_seconds=None), LmBundle.for_file(arpa_path))
     final, _ = run_chunked(decoder, logits, range(7, len(logits), 37))
     ref = reference_decoder(arpa_path).decode_beams(log_softmax(logits), beam_width=32, hotwords=["mat"],
                                                     prune_history=prune_history)
@@ -190,9 +191,8 @@ def test_forced_commit_is_chunking_invariant_and_partials_only_grow(arpa_path, s
     logits = peaky_logits([LEXICON[i] for i in rng.integers(0, len(LEXICON), size=n_words)], rng, noise=2.0)
     t = len(logits)
     cuts = data.draw(st.lists(st.integers(0, t), min_size=1, max_size=12), label="cuts")
-    config = DecoderConfig(beam_width=8, lm_path=arpa_path if use_lm else None, commit_lag_seconds=lag,
-                           prune_history=prune_history)
-    decoder = BeamSearchDecoder(VOCAB, config)
+    config = DecoderConfig(beam_width=8, commit_lag_seconds=lag, prune_history=prune_history)
+    decoder = BeamSearchDecoder(VOCAB, config, LmBundle.for_file(arpa_path) if use_lm else None)
     final, partials = run_chunked(decoder, logits, cuts, time_offset=1.5)
     assert final == decoder.decode(logits, time_offset=1.5)
     # Committed words are never rewritten: each partial's committed words extend the previous ones.
@@ -211,7 +211,7 @@ def test_committed_text_advances_and_matches_final(arpa_path):
     rng = np.random.default_rng(7)
     words = ["the", "cat", "sat", "on", "the", "mat"] * 4
     logits = peaky_logits(words, rng, noise=0.5)
-    decoder = BeamSearchDecoder(VOCAB, DecoderConfig(beam_width=16, lm_path=arpa_path))
+    decoder = BeamSearchDecoder(VOCAB, DecoderConfig(beam_width=16), LmBundle.for_file(arpa_path))
     final, partials = run_chunked(decoder, logits, range(10, len(logits), 10))
     assert final.text == " ".join(words)
     counts = [p.committed_words for p in partials]
@@ -230,7 +230,7 @@ def test_cost_per_chunk_does_not_grow_with_utterance_length(arpa_path):
     second = peaky_logits(["the", "cat", "sat", "on", "a", "mat"], rng, noise=1.0)[:50]
     second = np.concatenate([second, np.tile(np.eye(V)[0] * 6.0, (50 - len(second), 1))])
     logits = np.tile(second, (60, 1))  # 60 s: the same second of audio again and again
-    decoder = BeamSearchDecoder(VOCAB, DecoderConfig(beam_width=32, lm_path=arpa_path))
+    decoder = BeamSearchDecoder(VOCAB, DecoderConfig(beam_width=32), LmBundle.for_file(arpa_path))
     state = decoder.new_state()
     work, depth, frames = [], [], []
     for i in range(0, len(logits), 50):
@@ -265,9 +265,9 @@ def _cat_or_hat(margin: float) -> np.ndarray:
 @pytest.mark.parametrize("use_lm", [False, True])
 def test_hotword_boosts_a_word_that_otherwise_loses(arpa_path, use_lm):
     logits = _cat_or_hat(margin=1.0)
-    lm = arpa_path if use_lm else None
-    plain = BeamSearchDecoder(VOCAB, DecoderConfig(beam_width=8, lm_path=lm)).decode(logits)
-    boosted = BeamSearchDecoder(VOCAB, DecoderConfig(beam_width=8, lm_path=lm, hotwords=("hat",))).decode(logits)
+    lm = LmBundle.for_file(arpa_path) if use_lm else None
+    plain = BeamSearchDecoder(VOCAB, DecoderConfig(beam_width=8), lm).decode(logits)
+    boosted = BeamSearchDecoder(VOCAB, DecoderConfig(beam_width=8, hotwords=("hat",)), lm).decode(logits)
     assert plain.text == "cat"
     assert boosted.text == "hat"
     assert "cat" in [t for t, _ in boosted.nbest]
@@ -276,14 +276,14 @@ def test_hotword_boosts_a_word_that_otherwise_loses(arpa_path, use_lm):
 def test_lm_prefers_the_likelier_word(arpa_path):
     logits = np.concatenate([peaky_logits(["the"], np.random.default_rng(0), noise=0.0), _cat_or_hat(margin=-0.5)])
     assert BeamSearchDecoder(VOCAB, DecoderConfig(beam_width=8)).decode(logits).text == "the hat"
-    assert BeamSearchDecoder(VOCAB, DecoderConfig(beam_width=8, lm_path=arpa_path)).decode(logits).text == "the cat"
+    assert BeamSearchDecoder(VOCAB, DecoderConfig(beam_width=8), LmBundle.for_file(arpa_path)).decode(logits).text == "the cat"
 
 
 def test_nbest_sorted_and_timestamps_monotonic_within_audio(arpa_path):
     rng = np.random.default_rng(11)
     logits = peaky_logits(["the", "cat", "sat", "on", "a", "hat"], rng, noise=2.5)
     offset = 3.0
-    decoder = BeamSearchDecoder(VOCAB, DecoderConfig(beam_width=16, nbest=10, lm_path=arpa_path))
+    decoder = BeamSearchDecoder(VOCAB, DecoderConfig(beam_width=16, nbest=10), LmBundle.for_file(arpa_path))
     final = decoder.decode(logits, time_offset=offset)
     scores = [s for _, s in final.nbest]
     assert len(final.nbest) == 10
@@ -323,16 +323,16 @@ def test_input_and_config_errors(arpa_path, tmp_path):
         decoder.advance(other.new_state(), np.zeros((1, V)))
     for bad, match in [({"beam_width": 0}, "beam_width"), ({"nbest": 0}, "nbest"),
                        ({"hotwords": "cat"}, "hotwords"), ({"beam_prune_logp": 1.0}, "beam_prune_logp"),
-                       ({"alpha": float("nan")}, "alpha"), ({"unigrams_path": "u.txt"}, "unigrams_path"),
+                       ({"alpha": float("nan")}, "alpha"),
                        ({"commit_lag_seconds": -1.0}, "commit_lag_seconds")]:
         with pytest.raises(ConfigError, match=match):
             DecoderConfig(**bad)
-    with pytest.raises(ConfigError, match="no file"):
-        BeamSearchDecoder(VOCAB, DecoderConfig(lm_path=str(tmp_path / "missing.binary")))
+    with pytest.raises(ConfigError, match="found nothing"):
+        LmBundle.for_file(tmp_path / "missing.binary")
     binary = tmp_path / "lm.binary"
     binary.write_bytes(b"")
     with pytest.raises(ConfigError, match="lm.unigrams.txt"):
-        BeamSearchDecoder(VOCAB, DecoderConfig(lm_path=str(binary)))
+        BeamSearchDecoder(VOCAB, DecoderConfig(), LmBundle.for_file(binary))
 
 
 def test_unknown_token_is_not_written():

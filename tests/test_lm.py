@@ -10,15 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamer.decoding.lm import (
+from streamer.decoding.build_lm import (
     BUILD_SCRIPT,
     KenLMToolsMissingError,
     build_lm,
     find_kenlm_tools,
-    load_unigrams,
     main,
-    unigrams_path_for,
 )
+from streamer.decoding.lm_bundle import LmBundle, load_unigrams, unigrams_file_for
 from streamer.errors import ConfigError
 from streamer.vocab import english_characters
 
@@ -57,7 +56,7 @@ def test_load_unigrams_from_list_and_arpa(tmp_path):
     (tmp_path / "empty.txt").write_text("\n<s>\n")
     with pytest.raises(ConfigError, match="at least one word"):
         load_unigrams(tmp_path / "empty.txt")
-    assert unigrams_path_for("out/lm.binary") == Path("out/lm.unigrams.txt")
+    assert unigrams_file_for("out/lm.binary") == Path("out/lm.unigrams.txt")
 
 
 def test_missing_tools_error_names_the_build_script(tmp_path):
@@ -113,7 +112,7 @@ def test_build_lm_and_decode_with_it(kenlm_tools, tmp_path):
     logging.disable(logging.WARNING)
     try:
         plain = BeamSearchDecoder(vocab, DecoderConfig(beam_width=16)).decode(logits)
-        with_lm = BeamSearchDecoder(vocab, DecoderConfig(beam_width=16, lm_path=str(built.path))).decode(logits)
+        with_lm = BeamSearchDecoder(vocab, DecoderConfig(beam_width=16), LmBundle.for_file(built.path)).decode(logits)
     finally:
         logging.disable(logging.NOTSET)
     assert plain.text == "the dog sat on the lag"

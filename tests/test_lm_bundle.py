@@ -31,11 +31,15 @@ def test_save_then_load_round_trip(tmp_path):
 
 
 def test_explicit_weights_win_over_tuned_ones(tmp_path):
-    (tmp_path / "lm.arpa").write_text("")
+    from streamer.decoding.beam import BeamSearchDecoder
+    from streamer.vocab import english_characters
+
+    (tmp_path / "lm.arpa").write_text("\\data\\\nngram 1=3\nngram 2=1\n\n\\1-grams:\n-1.0\t<s>\t-0.3\n"
+                                      "-1.0\t</s>\n-1.0\tcat\t-0.3\n\n\\2-grams:\n-0.5\t<s> cat\n\n\\end\\\n")
     bundle = LmBundle(tmp_path / "lm.arpa", None, alpha=0.9, beta=3.0)
-    cfg = bundle.decoder_config(DecoderConfig(alpha=0.1))
-    assert (cfg.alpha, cfg.beta, cfg.lm_path) == (0.1, 3.0, str(tmp_path / "lm.arpa"))
-    assert bundle.decoder_config(DecoderConfig()).alpha == 0.9
+    chosen = BeamSearchDecoder(english_characters(), DecoderConfig(alpha=0.1), bundle)
+    assert (chosen.config.alpha, chosen.config.beta, chosen.lm) == (0.1, 3.0, bundle)
+    assert BeamSearchDecoder(english_characters(), DecoderConfig(), bundle).config.alpha == 0.9
 
 
 def test_errors(tmp_path):

@@ -262,7 +262,7 @@ def _spelling_logits(vocab: Vocabulary, text: str, swap: tuple[str, str] | None 
 
 @pytest.fixture(scope="module")
 def kenlm_tools():
-    from streamer.decoding.lm import KenLMToolsMissingError, find_kenlm_tools
+    from streamer.decoding.build_lm import KenLMToolsMissingError, find_kenlm_tools
 
     try:
         return find_kenlm_tools()
@@ -272,7 +272,7 @@ def kenlm_tools():
 
 def _build_language_lm(lang: str, checkpoint: Path, folder: Path) -> Path:
     """``streamer lm build --model <checkpoint>`` on a few sentences of the language."""
-    from streamer.decoding.lm import main
+    from streamer.decoding.build_lm import main
 
     corpus = folder / "corpus.txt"
     corpus.write_text("\n".join(LANGUAGES[lang]["lm_text"]) + "\n", encoding="utf-8")
@@ -282,7 +282,7 @@ def _build_language_lm(lang: str, checkpoint: Path, folder: Path) -> Path:
 
 
 def test_lm_is_built_in_the_vocabulary(language, checkpoint, kenlm_tools, tmp_path):
-    from streamer.decoding.lm import load_unigrams
+    from streamer.decoding.lm_bundle import load_unigrams
 
     vocab = model_vocabulary(checkpoint)
     lm_path = _build_language_lm(language, checkpoint, tmp_path)
@@ -306,6 +306,7 @@ def test_beam_search_with_lm_and_hotwords(lang, vocab_kind, kenlm_tools, tmp_pat
     per character (each character a word of a character LM) with its checkpoint's '|' and without any
     delimiter (a vocabulary built from text), and its results have no spaces."""
     from streamer.decoding.beam import BeamSearchDecoder, DecoderConfig
+    from streamer.decoding.lm_bundle import LmBundle
 
     info = LANGUAGES[lang]
     checkpoint = make_language_checkpoint(tmp_path / "model", lang)
@@ -321,7 +322,7 @@ def test_beam_search_with_lm_and_hotwords(lang, vocab_kind, kenlm_tools, tmp_pat
     logging.disable(logging.WARNING)
     try:
         plain = BeamSearchDecoder(vocab, DecoderConfig(beam_width=16)).decode(logits).text
-        fused = BeamSearchDecoder(vocab, DecoderConfig(beam_width=16, lm_path=str(lm_path))).decode(logits).text
+        fused = BeamSearchDecoder(vocab, DecoderConfig(beam_width=16), LmBundle.for_file(lm_path)).decode(logits).text
         unboosted = BeamSearchDecoder(vocab, DecoderConfig(beam_width=16)).decode(hot_logits).text
         boosted = BeamSearchDecoder(vocab, DecoderConfig(beam_width=16, hotwords=(hot.upper(),))).decode(hot_logits).text
     finally:

@@ -9,7 +9,7 @@
 #   tools/build_kenlm.sh --sdist kenlm-0.3.0.tar.gz   # use a downloaded sdist (offline)
 #
 # Where:  ${STREAMER_CACHE:-$HOME/.cache/streamer}/kenlm/bin/{lmplz,build_binary}
-#         (streamer.decoding.lm looks there, then on PATH).
+#         (streamer.decoding.build_lm looks there, then on PATH).
 # Needs:  g++, cmake, make, and Boost (Debian: libboost-program-options-dev libboost-system-dev
 #         libboost-thread-dev libboost-test-dev). zlib/bzip2/lzma headers are optional.
 # Env:    JOBS (parallel make jobs, default 2), STREAMER_CACHE, KENLM_VERSION (default 0.3.0).

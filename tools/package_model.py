@@ -24,7 +24,7 @@ import torch
 
 from streamer.checkpoint import load_checkpoint, save_checkpoint
 from streamer.decoding.beam import BeamSearchDecoder, DecoderConfig
-from streamer.decoding.lm import build_lm
+from streamer.decoding.build_lm import build_lm
 from streamer.decoding.lm_bundle import LM_FOLDER, LmBundle
 from streamer.metrics import ErrorRate, word_errors
 from streamer.model.model import count_parameters
@@ -36,8 +36,7 @@ def tune(vocab, logits: list[torch.Tensor], refs: list[str], lm: Path, unigrams:
     """Grid search of alpha/beta by dev WER; returns the best (alpha, beta, wer) and the whole grid."""
     grid = []
     for a, b in itertools.product(alphas, betas):
-        dec = BeamSearchDecoder(vocab, DecoderConfig(beam_width=beam, alpha=a, beta=b, lm_path=str(lm),
-                                                     unigrams_path=str(unigrams)))
+        dec = BeamSearchDecoder(vocab, DecoderConfig(beam_width=beam, alpha=a, beta=b), LmBundle(lm, unigrams))
         err = ErrorRate(0, 0)
         for x, r in zip(logits, refs):
             err = err + word_errors(r, dec.decode(x).text)

@@ -4,7 +4,7 @@ It implements the decoder protocol of `streamer.decoding.base` (the greedy decod
 `streamer.decoding.greedy.GreedyDecoder`); language-model files load through
 `streamer.decoding.lm_bundle.LmBundle`::
 
-    decoder = BeamSearchDecoder(english_characters(), DecoderConfig(lm_path="lm.binary"))
+    decoder = BeamSearchDecoder(english_characters(), DecoderConfig(), LmBundle.for_file("lm.binary"))
     state = decoder.new_state()                  # one per utterance / stream
     for chunk in chunks:                         # (T_i, V) logits or log-probs, any T_i >= 0
         decoder.advance(state, chunk)            # updates `state` in place and returns it
@@ -62,7 +62,7 @@ usual case) rarely end on one.
 
 Scripts written without spaces (`Vocabulary.per_character`: Chinese, Japanese, Thai) have no word
 to wait for: every character is a word. A new character completes the previous one, which is
-scored by the LM at once (a character n-gram model, see `streamer.decoding.lm`), and results join
+scored by the LM at once (a character n-gram model, see `streamer.decoding.build_lm`), and results join
 their words without spaces.
 
 Input: logits or log-probabilities of shape (T, V), V = len(vocab); both are normalized with a
@@ -76,9 +76,8 @@ import functools
 import heapq
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import itemgetter
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -86,6 +85,7 @@ import numpy as np
 from streamer.constants import FRAME_SECONDS
 from streamer.decoding.base import (  # noqa: F401  (LOGP_FLOOR, MIN_TOKEN_PROB, log_softmax: re-exported)
     LOGP_FLOOR, MIN_TOKEN_PROB, as_log_probs, log_softmax, make_partial, word_separator)
+from streamer.decoding.lm_bundle import LmBundle
 from streamer.errors import ConfigError, MissingDependencyError
 from streamer.results import Final, Partial, Word
 from streamer.text import decoder_words
@@ -123,9 +123,9 @@ class DecoderConfig:
 
     Attributes:
         beam_width: Beams kept after each frame.
-        alpha: Weight of the LM log-probability (shallow fusion). Used only with ``lm_path``. None:
-            the LM bundle's tuned value (``lm/attrs.json``, see `streamer.decoding.lm_bundle`) when
-            the recognizer loads one, else `DEFAULT_ALPHA`.
+        alpha: Weight of the LM log-probability (shallow fusion). Used only with an LM. None: the
+            LM bundle's tuned value (``lm/attrs.json``, see `streamer.decoding.lm_bundle`), else
+            `DEFAULT_ALPHA`.
         beta: Bonus added per word scored by the LM (word insertion bonus). Used only with an LM.
             None: the tuned value, else `DEFAULT_BETA`.
         beam_prune_logp: Beams scoring more than this many nats below the best are dropped (<= 0).
@@ -138,9 +138,6 @@ class DecoderConfig:
         hotword_weight: Bonus per hotword in the text, in nats (and a proportional bonus for a
             partial word that starts a hotword).
         nbest: Alternatives returned in ``Final.nbest`` (at most ``beam_width`` exist).
-        lm_path: KenLM model (``.arpa`` or ``.binary``), or None for no LM.
-        unigrams_path: The LM's word list (one per line, see `streamer.decoding.lm`). Default:
-            read from the ARPA file, or ``<lm stem>.unigrams.txt`` beside a binary LM.
         unk_score_offset: Log-score added to words missing from the unigrams, and to partial words
             that start no known word.
         lm_score_boundary: Score the first word after ``<s>`` and the last before ``</s>``.
@@ -161,8 +158,6 @@ class DecoderConfig:
     hotwords: tuple[str, ...] = ()
     hotword_weight: float = 10.0
     nbest: int = 5
-    lm_path: str | None = None
-    unigrams_path: str | None = None
     unk_score_offset: float = -10.0
     lm_score_boundary: bool = True
     commit_lag_seconds: float | None = 2.0
@@ -208,14 +203,6 @@ class DecoderConfig:
             raise ConfigError(f"decoder.hotwords: expected non-empty strings, found {bad!r}")
         # Lower case, like the decoder's labels (Vocabulary.labels()), so that 'Paris' can match.
         object.__setattr__(self, "hotwords", tuple(" ".join(h.lower().split()) for h in hotwords))
-        for name in ("lm_path", "unigrams_path"):
-            value = getattr(self, name)
-            if value is not None:
-                if not isinstance(value, (str, Path)) or not str(value):
-                    raise ConfigError(f"decoder.{name}: expected a file path or None, found {value!r}")
-                object.__setattr__(self, name, str(value))
-        if self.unigrams_path is not None and self.lm_path is None:
-            raise ConfigError("decoder.unigrams_path: expected lm_path to be set too, found lm_path=None")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -337,18 +324,25 @@ class BeamSearchDecoder:
 
     Args:
         vocab: The model's output vocabulary (a character vocabulary; BPE is not supported).
-        config: Search settings (default: `DecoderConfig()`, no LM).
+        config: Search settings (default: `DecoderConfig()`).
+        lm: The language model (`streamer.decoding.lm_bundle.LmBundle`), or None for none. Its
+            tuned alpha / beta apply where ``config`` leaves them None.
 
     Raises:
-        ConfigError: The vocabulary looks like BPE, or the LM / unigram files are missing.
+        ConfigError: The vocabulary looks like BPE, or the LM's files cannot be read.
         MissingDependencyError: pyctcdecode (or kenlm, with an LM) is not installed.
     """
 
     _PARTIAL_CACHE_SIZE = 1 << 16
 
-    def __init__(self, vocab: Vocabulary, config: DecoderConfig | None = None) -> None:
+    def __init__(self, vocab: Vocabulary, config: DecoderConfig | None = None, lm: LmBundle | None = None) -> None:
         self.vocab = vocab
-        self.config = config if config is not None else DecoderConfig()
+        config = config if config is not None else DecoderConfig()
+        if lm is not None:  # the bundle's tuned weights where the settings leave them open
+            config = replace(config, alpha=config.alpha if config.alpha is not None else lm.alpha,
+                             beta=config.beta if config.beta is not None else lm.beta)
+        self.config = config
+        self.lm = lm
         labels = vocab.labels()
         if any(lab.startswith("##") or lab.startswith("\u2581") for lab in labels):
             raise ConfigError("beam decoder: expected a character vocabulary, found BPE-style tokens "
@@ -375,7 +369,9 @@ class BeamSearchDecoder:
         hotwords = [w for w in (decoder_words(h, vocab) for h in cfg.hotwords) if w]
         self._hotwords = HotwordScorer.build_scorer(hotwords, weight=cfg.hotword_weight)
         self._hot_words = frozenset(w for phrase in hotwords for w in phrase.split())
-        self._lm = _load_language_model(cfg) if cfg.lm_path is not None else None
+        self._lm = None if lm is None else lm.language_model(
+            DEFAULT_ALPHA if cfg.alpha is None else cfg.alpha, DEFAULT_BETA if cfg.beta is None else cfg.beta,
+            cfg.unk_score_offset, cfg.lm_score_boundary)
         self._history = max(1, self._lm.order - 1) if self._lm is not None else 1
         self._partial_score = _partial_word_scorer(self._lm, self._hotwords, self._PARTIAL_CACHE_SIZE)
 
@@ -736,16 +732,3 @@ def _node_words(node: _Node) -> list[str]:
 def _word(text: str, start: int, end: int, time_offset: float) -> Word:
     """A Word from [start, end) frame indices."""
     return Word(text, round(start * FRAME_SECONDS + time_offset, 3), round(end * FRAME_SECONDS + time_offset, 3))
-
-
-def _load_language_model(config: DecoderConfig) -> Any:
-    """The LM that ``config.lm_path`` names, as pyctcdecode's ``LanguageModel`` (via `LmBundle`)."""
-    from streamer.decoding.lm_bundle import LmBundle
-
-    path = Path(config.lm_path)
-    if not path.is_file():
-        raise ConfigError(f"decoder.lm_path: expected a KenLM .arpa or .binary file, found no file at {path}")
-    bundle = LmBundle(path, Path(config.unigrams_path)) if config.unigrams_path else LmBundle.for_file(path)
-    return bundle.language_model(DEFAULT_ALPHA if config.alpha is None else config.alpha,
-                                 DEFAULT_BETA if config.beta is None else config.beta,
-                                 config.unk_score_offset, config.lm_score_boundary)

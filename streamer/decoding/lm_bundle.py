@@ -8,7 +8,8 @@ A model folder may ship a language model in ``lm/``::
 
 `LmBundle` is the one place that reads and writes that layout (`from_model_folder`, `save`) and that
 loads the files for decoding (`language_model`). Building a KenLM model from text is
-`streamer.decoding.lm`'s job; choosing beam-search settings is `DecoderConfig`'s.
+`streamer.decoding.build_lm`'s job; the beam search (`streamer.decoding.beam.BeamSearchDecoder`) takes
+the bundle itself.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from streamer.errors import ConfigError, missing_dependency
 LM_FOLDER = "lm"
 #: File in `LM_FOLDER` with the tuned weights.
 ATTRS_FILE = "attrs.json"
+#: ARPA markers that are not words.
+_MARKERS = frozenset({"<s>", "</s>", "<unk>"})
 #: KenLM file suffixes searched in a model's `LM_FOLDER`, in order of preference.
 LM_SUFFIXES = (".binary", ".bin", ".arpa")
 
@@ -126,27 +129,19 @@ class LmBundle:
         (d / ATTRS_FILE).write_text(json.dumps(record, indent=1) + "\n")
         return replace(self, kenlm=kenlm, unigrams=unigrams)
 
-    def decoder_config(self, base: Any) -> Any:
-        """``base`` (a `DecoderConfig`) decoding with this LM; its own alpha/beta win over the tuned ones."""
-        return replace(base, lm_path=str(self.kenlm), unigrams_path=None if self.unigrams is None else str(self.unigrams),
-                       alpha=base.alpha if base.alpha is not None else self.alpha,
-                       beta=base.beta if base.beta is not None else self.beta)
-
     def words(self) -> list[str]:
         """The LM's vocabulary: the word list, or the 1-grams of an .arpa.
 
         Raises:
             ConfigError: A binary LM without its word list.
         """
-        from streamer.decoding.lm import load_unigrams
-
         if self.unigrams is not None:
             return load_unigrams(self.unigrams)
         if self.kenlm.suffix == ".arpa":
             return load_unigrams(self.kenlm)
         raise ConfigError(
-            f"decoder.unigrams_path: a binary LM needs its word list; expected {unigrams_file_for(self.kenlm)} "
-            "(written by 'streamer lm build'), found none. Pass unigrams_path or rebuild the LM.")
+            f"lm: a binary LM needs its word list; expected {unigrams_file_for(self.kenlm)} "
+            "(written by 'streamer lm build'), found none. Put it beside the LM or rebuild the LM.")
 
     def language_model(self, alpha: float, beta: float, unk_score_offset: float, score_boundary: bool) -> Any:
         """Loads KenLM and the words into pyctcdecode's ``LanguageModel`` (the beam search's scorer).
@@ -165,6 +160,56 @@ class LmBundle:
         try:
             model = kenlm.Model(str(self.kenlm))
         except (OSError, RuntimeError) as err:
-            raise ConfigError(f"decoder.lm_path: expected a KenLM model, found a file KenLM cannot read ({err})") from err
+            raise ConfigError(f"lm: expected a KenLM model at {self.kenlm}, found a file KenLM cannot read ({err})") from err
         return LanguageModel(model, unigrams, alpha=alpha, beta=beta, unk_score_offset=unk_score_offset,
                              score_boundary=score_boundary)
+
+
+def load_unigrams(path: str | Path) -> list[str]:
+    """Reads an LM's words: a word-list file (one per line) or the 1-grams of an ARPA file.
+
+    Args:
+        path: ``*.unigrams.txt`` or ``*.arpa``.
+
+    Returns:
+        The words, without ``<s>``, ``</s>`` and ``<unk>``, in file order.
+
+    Raises:
+        ConfigError: The file is missing or holds no words.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"unigrams: expected a word-list or ARPA file, found no file at {path}")
+    with open(path, encoding="utf-8") as f:
+        first = ""
+        for line in f:
+            if line.strip():
+                first = line.strip()
+                break
+        if first == "\\data\\":
+            words = _arpa_unigrams(f)
+        else:
+            words = [first] if first else []
+            words += [w for w in (line.strip() for line in f) if w]
+    words = [w for w in words if w not in _MARKERS]
+    if not words:
+        raise ConfigError(f"unigrams: expected at least one word in {path}, found none")
+    return words
+
+
+def _arpa_unigrams(lines) -> list[str]:
+    """Words of the \\1-grams: section of an ARPA file (lines after the \\data\\ header)."""
+    words = []
+    inside = False
+    for line in lines:
+        line = line.strip()
+        if line == "\\1-grams:":
+            inside = True
+        elif inside and (line.startswith("\\") or not line and words):
+            break
+        elif inside and line:
+            parts = line.split("\t")
+            if len(parts) < 2:
+                parts = line.split()
+            words.append(parts[1])
+    return words

@@ -39,6 +39,7 @@ import numpy as np
 
 from streamer.constants import FRAMES_PER_SECOND
 from streamer.decoding.beam import BeamSearchDecoder, DecoderConfig, log_softmax
+from streamer.decoding.lm_bundle import LmBundle
 from streamer.errors import StreamerError
 from streamer.vocab import Vocabulary, english_characters
 
@@ -111,7 +112,7 @@ def stream(decoder: BeamSearchDecoder, logits: np.ndarray, chunk: int, tail_fram
 
 def build_bench_lm(folder: Path, lexicon, ranks, rng, sentences: int) -> Path:
     """A 3-gram KenLM model trained on generated sentences."""
-    from streamer.decoding.lm import build_lm
+    from streamer.decoding.build_lm import build_lm
 
     corpus = folder / "corpus.txt"
     corpus.write_text("".join(" ".join(sentence(rng, lexicon, ranks)) + "\n" for _ in range(sentences)))
@@ -152,16 +153,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-decoder-") as tmp:
         try:
             lm_path = args.lm or build_bench_lm(Path(tmp), lexicon, ranks, rng, sentences=20000)
-            decoder = BeamSearchDecoder(vocab, DecoderConfig(beam_width=args.beam_width, lm_path=str(lm_path)))
+            decoder = BeamSearchDecoder(vocab, DecoderConfig(beam_width=args.beam_width), LmBundle.for_file(lm_path))
         except StreamerError as err:
             print(f"bench_decoder: {err}", file=sys.stderr)
             return 1
         reference = None
         if args.reference:
             from pyctcdecode import build_ctcdecoder
-            from streamer.decoding.lm import load_unigrams, unigrams_path_for
-
-            unigrams = load_unigrams(lm_path if lm_path.suffix == ".arpa" else unigrams_path_for(lm_path))
+            unigrams = decoder.lm.words()
             reference = build_ctcdecoder(vocab.labels(), str(lm_path), unigrams=unigrams, alpha=decoder.config.alpha,
                                          beta=decoder.config.beta)
         inputs = {s: utterance(vocab, s, rng, lexicon, ranks, args.noise, args.peak, model_logits)

@@ -170,8 +170,7 @@ def main() -> None:
         if rec.decoder_name != "beam+lm":
             print("no LM: hotword table skipped")
             return
-        from streamer.decoding.lm import load_unigrams
-        known = set(load_unigrams(rec.config.decoder.unigrams_path)) if rec.config.decoder.unigrams_path else set()
+        known = set(rec.decoder.lm.words())
         cases = []
         for ref, wave in zip(refs, waves):
             rare = [w for w in ref.split() if w not in known and len(w) > 3]

@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
+from streamer.decoding.lm_bundle import load_unigrams, unigrams_file_for
 from streamer.errors import ConfigError, StreamerError
 from streamer.text import decoder_words
 from streamer.checkpoint import model_vocabulary
@@ -46,8 +47,6 @@ from streamer.vocab import Vocabulary, english_characters, load_vocab_json
 BUILD_SCRIPT = "tools/build_kenlm.sh"
 #: Largest n-gram order the KenLM build supports (its default KENLM_MAX_ORDER).
 MAX_ORDER = 6
-#: ARPA markers that are not words.
-_MARKERS = frozenset({"<s>", "</s>", "<unk>"})
 
 
 class KenLMToolsMissingError(StreamerError, FileNotFoundError):
@@ -72,7 +71,7 @@ class BuiltLM:
 
     Attributes:
         path: The model (.binary, or .arpa).
-        unigrams_path: Its word list (see `unigrams_path_for`).
+        unigrams_path: Its word list (see `streamer.decoding.lm_bundle.unigrams_file_for`).
         order: N-gram order.
         sentences: Non-empty corpus lines after normalization.
         tokens: Words in those lines.
@@ -125,61 +124,6 @@ def find_kenlm_tools(bin_dir: str | Path | None = None) -> KenLMTools:
                 )
             found[name] = Path(on_path)
     return KenLMTools(lmplz=found["lmplz"], build_binary=found["build_binary"])
-
-
-def unigrams_path_for(lm_path: str | Path) -> Path:
-    """The word-list file that belongs to a model: ``lm.binary`` -> ``lm.unigrams.txt``."""
-    return Path(lm_path).with_suffix(".unigrams.txt")
-
-
-def load_unigrams(path: str | Path) -> list[str]:
-    """Reads an LM's words: a word-list file (one per line) or the 1-grams of an ARPA file.
-
-    Args:
-        path: ``*.unigrams.txt`` or ``*.arpa``.
-
-    Returns:
-        The words, without ``<s>``, ``</s>`` and ``<unk>``, in file order.
-
-    Raises:
-        ConfigError: The file is missing or holds no words.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"unigrams: expected a word-list or ARPA file, found no file at {path}")
-    with open(path, encoding="utf-8") as f:
-        first = ""
-        for line in f:
-            if line.strip():
-                first = line.strip()
-                break
-        if first == "\\data\\":
-            words = _arpa_unigrams(f)
-        else:
-            words = [first] if first else []
-            words += [w for w in (line.strip() for line in f) if w]
-    words = [w for w in words if w not in _MARKERS]
-    if not words:
-        raise ConfigError(f"unigrams: expected at least one word in {path}, found none")
-    return words
-
-
-def _arpa_unigrams(lines) -> list[str]:
-    """Words of the \\1-grams: section of an ARPA file (lines after the \\data\\ header)."""
-    words = []
-    inside = False
-    for line in lines:
-        line = line.strip()
-        if line == "\\1-grams:":
-            inside = True
-        elif inside and (line.startswith("\\") or not line and words):
-            break
-        elif inside and line:
-            parts = line.split("\t")
-            if len(parts) < 2:
-                parts = line.split()
-            words.append(parts[1])
-    return words
 
 
 def build_lm(
@@ -275,7 +219,7 @@ def build_lm(
             structure = ["-q", str(quantize_bits), "-b", str(quantize_bits), "trie"] if quantize_bits else []
             _run([str(tools.build_binary), *structure, str(arpa_path), str(binary_tmp)])
             shutil.move(str(binary_tmp), out_path)
-        unigrams_path = unigrams_path_for(out_path)
+        unigrams_path = unigrams_file_for(out_path)
         words_tmp = tmp_dir / "unigrams.txt"
         words_tmp.write_text("".join(w + "\n" for w in sorted(set(model_words))), encoding="utf-8")
         shutil.move(str(words_tmp), unigrams_path)
