@@ -26,17 +26,24 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
+    from streamer.decoding.beam import DecoderConfig
+    from streamer.grid import XLSR_GRID
+    from streamer.streaming import StreamingConfig
+
+    decoder, streaming = DecoderConfig(), StreamingConfig()  # the help shows the library's defaults
     p.add_argument("--model", help="bundled model name, model folder, or hub id (default: demo-en; with --pte "
                                    "and no --model, the program and its sidecar run alone)")
     p.add_argument("--no-lm", action="store_true", help="greedy decoding even when the model ships a language model")
     p.add_argument("--lm", metavar="FILE", help="KenLM .binary/.arpa to decode with (unigrams.txt beside it is used)")
-    p.add_argument("--beam", type=int, help="beam width (default: DecoderConfig's, 32)")
+    p.add_argument("--beam", type=int, help=f"beam width (default: {decoder.beam_width})")
     p.add_argument("--alpha", type=float, help="LM weight (default: the model's lm/attrs.json)")
     p.add_argument("--beta", type=float, help="word insertion bonus (default: the model's lm/attrs.json)")
     p.add_argument("--hotword", action="append", default=[], metavar="WORD", help="boost a word (repeatable)")
-    p.add_argument("--hotword-weight", type=float, help="boost per hotword match (default: DecoderConfig's, 10)")
-    p.add_argument("--streaming", choices=["window", "cached"], help="run through the streaming encoder in this mode")
-    p.add_argument("--chunk", type=float, help="streaming chunk in seconds, 0.02 to 10 (default: 0.64)")
+    p.add_argument("--hotword-weight", type=float, help=f"boost per hotword match (default: {decoder.hotword_weight:g})")
+    p.add_argument("--streaming", choices=["window", "cached"],
+                   help=f"run through the streaming encoder in this mode (default for mic: {streaming.mode})")
+    p.add_argument("--chunk", type=float,
+                   help=f"streaming chunk in seconds, 0.02 to 10 (default: {XLSR_GRID.seconds(streaming.chunk_frames):g})")
     p.add_argument("--left", type=float, help="streaming left context in seconds (window: re-encoded, cached: cache)")
     p.add_argument("--right", type=float, help="window-mode look-ahead in seconds (0 to 10)")
     p.add_argument("--threads", type=int, help="CPU threads, 1 to 1024 (default: PyTorch's choice)")
@@ -224,6 +231,10 @@ def cmd_mic(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from streamer.export.executorch import ExportConfig
+    from streamer.grid import XLSR_GRID
+
+    export = ExportConfig()
     """The argument parser of every subcommand."""
     p = argparse.ArgumentParser(prog="streamer", description="Streaming on-device speech recognition.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -255,12 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="export the streaming step to ExecuTorch (XNNPACK), fp32 or int8")
     ex.add_argument("--model", default="demo-en", help="model to export (default: demo-en)")
     ex.add_argument("-o", "--output", required=True, help="the .pte file to write (a .json sidecar goes beside it)")
-    ex.add_argument("--streaming", choices=["window", "cached"], default="cached")
-    ex.add_argument("--chunk", type=float, default=0.32, help="chunk in seconds (default: 0.32)")
+    ex.add_argument("--streaming", choices=["window", "cached"], default=export.streaming.mode,
+                    help="streaming mode of the step (default: %(default)s)")
+    ex.add_argument("--chunk", type=float, default=XLSR_GRID.seconds(export.streaming.chunk_frames),
+                    help="chunk in seconds (default: %(default)g)")
     ex.add_argument("--left", type=float, help="left context in seconds")
     ex.add_argument("--right", type=float, help="window-mode look-ahead in seconds")
-    ex.add_argument("--quantize", choices=["none", "dynamic"], default="dynamic",
-                    help="int8 quantization (default: dynamic)")
+    ex.add_argument("--quantize", choices=["none", "dynamic"], default=export.quantize,
+                    help="int8 quantization (default: %(default)s)")
     ex.set_defaults(func=cmd_export)
 
     tr = sub.add_parser("train", help="train, fine-tune or distil a CTC model (streamer train --help)", add_help=False)

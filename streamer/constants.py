@@ -18,20 +18,11 @@ HOP_SAMPLES: int = 320
 #: Samples one encoder frame sees (receptive field of the XLSR conv stack: kernels 10,3,3,3,3,2,2).
 RECEPTIVE_FIELD_SAMPLES: int = 400
 
-#: Duration of one encoder frame step, in seconds (20 ms).
-FRAME_SECONDS: float = HOP_SAMPLES / SAMPLE_RATE
-
-#: Encoder frames per second of audio (50).
-FRAMES_PER_SECOND: float = SAMPLE_RATE / HOP_SAMPLES
-
 #: Default length of one offline transcription window, in seconds.
 OFFLINE_WINDOW_SECONDS: float = 20.0
 
 #: Default context kept on each side of an offline window and then discarded, in seconds.
 OFFLINE_CONTEXT_SECONDS: float = 2.0
-
-#: Default new audio per streaming step, in seconds (32 frames).
-DEFAULT_CHUNK_SECONDS: float = 0.64
 
 #: The two-pass re-decode pads an utterance's audio up to a multiple of this many seconds (models
 #: with frame-local feature norms only), so a long-running stream meets a few input shapes instead

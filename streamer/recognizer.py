@@ -42,7 +42,7 @@ import torch
 
 from streamer.audio import iter_audio, prepare_array, read_block
 from streamer.checkpoint import DEFAULT_MODEL, Checkpoint, load_checkpoint
-from streamer.constants import DEFAULT_CHUNK_SECONDS, MAX_THREADS, SAMPLE_RATE, SECOND_PASS_BUCKET_SECONDS
+from streamer.constants import MAX_THREADS, SAMPLE_RATE, SECOND_PASS_BUCKET_SECONDS
 from streamer.decoding.base import word_separator
 from streamer.decoding.beam import BeamSearchDecoder, DecoderConfig
 from streamer.decoding.greedy import GreedyDecoder
@@ -65,10 +65,6 @@ SEARCHES = ("auto", "greedy", "beam")
 
 
 
-def _default_streaming() -> StreamingConfig:
-    return StreamingConfig.from_seconds("window", DEFAULT_CHUNK_SECONDS)
-
-
 @dataclass(frozen=True)
 class RecognizerConfig:
     """How a recognizer runs: streaming setup, offline windows, decoding, endpointing.
@@ -77,7 +73,7 @@ class RecognizerConfig:
     in the nested configs only.
     """
 
-    streaming: StreamingConfig = field(default_factory=_default_streaming)
+    streaming: StreamingConfig = field(default_factory=StreamingConfig)
     """Setup of `Stream` objects (and of `transcribe` when ``stream_files`` is true); window mode,
     0.64-s chunks by default."""
     window: WindowConfig = field(default_factory=WindowConfig)

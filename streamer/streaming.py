@@ -46,12 +46,12 @@ class StreamingConfig:
 
     mode: str = "window"
     """``window`` (any checkpoint) or ``cached`` (block-causal models)."""
-    chunk_frames: int = 50
-    """Frames per step (50 = 1 s of new audio per step)."""
-    left_frames: int = 100
+    chunk_frames: int = 32
+    """Frames per step (32 = 0.64 s of new audio per step)."""
+    left_frames: int = 64
     """Left context: window mode, frames of re-encoded history; cached mode, frames of key/value
     cache (a multiple of ``chunk_frames``)."""
-    right_frames: int = 25
+    right_frames: int = 16
     """Look-ahead frames (window mode only; cached mode has none)."""
 
     def __post_init__(self) -> None:

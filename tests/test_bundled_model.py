@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from streamer.checkpoint import MODELS_DIR
-from streamer.corpus.tts import Voice, held_out_voices, synthesize
+from streamer.train.corpus.tts import Voice, held_out_voices, synthesize
 from streamer.metrics import corpus_rates
 from streamer.recognizer import Recognizer
 

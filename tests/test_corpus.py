@@ -1,4 +1,4 @@
-"""Tests of the synthetic-speech corpus tools (streamer.corpus); the whole file runs in seconds."""
+"""Tests of the synthetic-speech corpus tools (streamer.train.corpus); the whole file runs in seconds."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from streamer.constants import SAMPLE_RATE
-from streamer.corpus.build import (
+from streamer.train.corpus.build import (
     ManifestEntry,
     build_corpus,
     iter_plan,
@@ -19,7 +19,7 @@ from streamer.corpus.build import (
     read_manifest,
     write_manifest,
 )
-from streamer.corpus.text_sources import (
+from streamer.train.corpus.text_sources import (
     HeldOutFilter,
     Sentence,
     SplitConfig,
@@ -32,7 +32,7 @@ from streamer.corpus.text_sources import (
     split_sentences,
     write_lm_text,
 )
-from streamer.corpus.tts import (
+from streamer.train.corpus.tts import (
     HELD_OUT_VOICES,
     OUTPUT_PEAK,
     Synthesizer,

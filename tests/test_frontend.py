@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from streamer.audio import load_audio
-from streamer.corpus.tts import Voice, synthesize
+from streamer.train.corpus.tts import Voice, synthesize
 from streamer.endpoint import EndpointConfig
 from streamer.errors import ConfigError
 from streamer.frontend.frontend import FrontEndConfig, VadFrontEnd

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from streamer.corpus.tts import Voice, synthesize
+from streamer.train.corpus.tts import Voice, synthesize
 from streamer.metrics import char_errors
 from streamer.recognizer import Recognizer
 from streamer.streaming import StreamingConfig

@@ -126,7 +126,7 @@ def _english_lines(limit: int = 2000) -> list[str]:
     The bible source is left out: reading its first paragraphs takes ~20 s (diatheke renders the
     whole text), and its verses hold no character the fortunes and WordNet lack.
     """
-    from streamer.corpus.text_sources import available_sources, iter_paragraphs, speakable_text
+    from streamer.train.corpus.text_sources import available_sources, iter_paragraphs, speakable_text
 
     lines = (FIXTURES / "heldout_sentences.txt").read_text(encoding="utf-8").splitlines()
     for source in sorted(set(available_sources()) - {"bible"}):
@@ -334,7 +334,7 @@ def test_beam_search_with_lm_and_hotwords(lang, vocab_kind, kenlm_tools, tmp_pat
 def test_fine_tuning_in_the_language(language, tmp_path):
     """A few steps on a tiny espeak-ng manifest: a fresh head on the language's letters, decreasing loss."""
     from streamer.checkpoint import load_checkpoint
-    from streamer.corpus.tts import check_audio, to_mono_16k, trim_silence
+    from streamer.train.corpus.tts import check_audio, to_mono_16k, trim_silence
     from streamer.train.masking import SpecAugmentConfig
     from streamer.train.config import TrainConfig
     from streamer.train.run import train

@@ -188,7 +188,7 @@ def test_time_span_mask_stays_inside_and_masks_about_the_expected_share():
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     """Six espeak-ng utterances and a manifest."""
-    from streamer.corpus.tts import Voice, synthesize
+    from streamer.train.corpus.tts import Voice, synthesize
 
     root = tmp_path_factory.mktemp("fastcorpus")
     lines = []
@@ -362,3 +362,19 @@ def test_file_rows_equal_memory_rows(corpus):
     width = int(max(memory.lengths)) + 640
     assert torch.equal(files.take(idx, width, lead), memory.take(idx, width, lead))
     assert torch.equal(files.labels, memory.labels) and torch.equal(files.label_lengths, memory.label_lengths)
+
+
+@pytest.mark.parametrize("name,kind,dim", [("hama", "log_posteriors", 191), ("whisper-tiny.en", "states", 384)])
+def test_teachers_give_one_target_per_20_ms_frame(name, kind, dim):
+    """The real-speech teachers (the distill extra) on the example: ceil(N / 320) frames of C values."""
+    from streamer.audio import load_audio
+    from streamer.train.teachers import load_teacher
+
+    x = load_audio(REPO / "examples" / "hello.wav")
+    teacher = load_teacher(name)
+    targets = teacher(x)
+    assert (teacher.meta.kind, teacher.meta.dim, teacher.meta.hop) == (kind, dim, 320)
+    assert targets.shape == (-(-len(x) // 320), dim) and np.isfinite(targets).all()
+    assert teacher(x[:16000]).shape == (50, dim)  # a cut utterance: its own frames only
+    if kind == "log_posteriors":  # log-probabilities: each frame sums to one
+        assert np.allclose(np.logaddexp.reduce(targets, axis=1), 0.0, atol=1e-3)

@@ -23,7 +23,7 @@ SENTENCES = ["open the door", "close the window", "turn on the light", "good mor
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     """Four espeak-ng utterances and a manifest (the CI install provides espeak-ng)."""
-    from streamer.corpus.tts import Voice, synthesize
+    from streamer.train.corpus.tts import Voice, synthesize
 
     root = tmp_path_factory.mktemp("corpus")
     lines = []

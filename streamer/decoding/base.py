@@ -10,7 +10,7 @@ A decoder is shared between streams and keeps every per-stream value in a state 
 
 `streamer.decoding.greedy.GreedyDecoder` (best path) and `streamer.decoding.beam.BeamSearchDecoder`
 (prefix beam search with KenLM fusion) implement it. Word times are seconds from the stream start:
-frame index x FRAME_SECONDS + the state's ``time_offset``, which the caller (the utterance tracker,
+frame index x the frame step (`streamer.grid.XLSR_GRID`) + the state's ``time_offset``, which the caller (the utterance tracker,
 `streamer.utterances`) decides when it opens the state; results are never shifted afterwards.
 """
 

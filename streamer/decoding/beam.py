@@ -82,7 +82,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from streamer.constants import FRAME_SECONDS
+from streamer.grid import XLSR_GRID
 from streamer.decoding.base import (  # noqa: F401  (LOGP_FLOOR, MIN_TOKEN_PROB, log_softmax: re-exported)
     LOGP_FLOOR, MIN_TOKEN_PROB, as_log_probs, log_softmax, make_partial, word_separator)
 from streamer.decoding.lm_bundle import LmBundle
@@ -426,13 +426,13 @@ class BeamSearchDecoder:
         best = self._end_hypotheses(state)[0]
         committed = state._committed_words
         tentative = self._words_between(best.node, best.frames, state._committed, state.time_offset)
-        return make_partial(committed, tentative, state.time_offset + state.frames * FRAME_SECONDS, self._sep)
+        return make_partial(committed, tentative, state.time_offset + state.frames * XLSR_GRID.frame_seconds, self._sep)
 
     def finalize(self, state: DecoderState) -> Final:
         """End-of-utterance result: scores the last partial word and the sentence end, ranks beams.
 
         Does not modify the state's beams. Word times are seconds from the stream start
-        (frame index x FRAME_SECONDS + ``state.time_offset``).
+        (frame index x the grid's frame seconds + ``state.time_offset``).
 
         Returns:
             The best text, its words, the utterance span and up to ``config.nbest`` alternatives
@@ -451,7 +451,7 @@ class BeamSearchDecoder:
             text=sep.join(w.text for w in words),
             words=tuple(words),
             start=round(state.time_offset, 6),
-            end=round(state.time_offset + state.frames * FRAME_SECONDS, 6),
+            end=round(state.time_offset + state.frames * XLSR_GRID.frame_seconds, 6),
             nbest=nbest,
         )
 
@@ -502,7 +502,7 @@ class BeamSearchDecoder:
         with_lm = self._lm is not None
         per_character = self._per_character
         prune_logp, width = cfg.beam_prune_logp, cfg.beam_width
-        lag = None if cfg.commit_lag_seconds is None else round(cfg.commit_lag_seconds / FRAME_SECONDS)
+        lag = None if cfg.commit_lag_seconds is None else round(cfg.commit_lag_seconds / XLSR_GRID.frame_seconds)
         candidates = logp >= cfg.token_min_logp
         best_ids = logp.argmax(axis=1).tolist()
         rows = logp.tolist()
@@ -731,4 +731,4 @@ def _node_words(node: _Node) -> list[str]:
 
 def _word(text: str, start: int, end: int, time_offset: float) -> Word:
     """A Word from [start, end) frame indices."""
-    return Word(text, round(start * FRAME_SECONDS + time_offset, 3), round(end * FRAME_SECONDS + time_offset, 3))
+    return Word(text, round(start * XLSR_GRID.frame_seconds + time_offset, 3), round(end * XLSR_GRID.frame_seconds + time_offset, 3))

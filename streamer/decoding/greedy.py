@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from streamer.constants import FRAME_SECONDS
+from streamer.grid import XLSR_GRID
 from streamer.decoding.base import as_log_probs, make_partial, word_separator
 from streamer.errors import ConfigError
 from streamer.results import Final, Partial, Word
@@ -77,8 +77,8 @@ def spans_to_words(spans: list[TokenSpan], vocab: Vocabulary, time_offset: float
     def flush() -> None:
         text = vocab.ids_to_text([s.token for s in cur]).strip()
         if text:
-            start = cur[0].start_frame * FRAME_SECONDS + time_offset
-            end = (cur[-1].end_frame + 1) * FRAME_SECONDS + time_offset
+            start = cur[0].start_frame * XLSR_GRID.frame_seconds + time_offset
+            end = (cur[-1].end_frame + 1) * XLSR_GRID.frame_seconds + time_offset
             conf = float(np.mean([s.prob for s in cur]))
             words.append(Word(text, round(start, 3), round(end, 3), round(conf, 4)))
         cur.clear()
@@ -192,14 +192,14 @@ class GreedyDecoder:
         """Committed words and the word in progress (tentative)."""
         tentative = self._pending_words(state)
         committed = state._words
-        return make_partial(committed, tentative, state.time_offset + state.frames * FRAME_SECONDS, self._sep)
+        return make_partial(committed, tentative, state.time_offset + state.frames * XLSR_GRID.frame_seconds, self._sep)
 
     def finalize(self, state: GreedyState) -> Final:
         """The utterance's best path as a `Final` (nbest holds it with its log-score)."""
         words = tuple(state._words) + tuple(self._pending_words(state))
         text = self._sep.join(w.text for w in words)
         return Final(text=text, words=words, start=round(state.time_offset, 6),
-                     end=round(state.time_offset + state.frames * FRAME_SECONDS, 6),
+                     end=round(state.time_offset + state.frames * XLSR_GRID.frame_seconds, 6),
                      nbest=((text, state.log_score),))
 
     def decode(self, logits: Any, time_offset: float = 0.0) -> Final:

@@ -33,7 +33,7 @@ import json
 import operator
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -63,9 +63,9 @@ of an input; the sidecar records this padding as ``input_padding_bytes``."""
 class ExportConfig:
     """What to export."""
 
-    streaming: StreamingConfig
-    """The step's streaming setup (fixed shapes follow from it)."""
-    quantize: str = "none"
+    streaming: StreamingConfig = field(default_factory=lambda: StreamingConfig.from_seconds("cached", 0.32))
+    """The step's streaming setup (fixed shapes follow from it); default: cached, 0.32-s chunks."""
+    quantize: str = "dynamic"
     """``none`` (fp32), ``dynamic`` or ``static`` int8."""
     rewrite: bool = True
     """Rewrite the model into delegate-friendly ops first (off only to measure what it gains)."""

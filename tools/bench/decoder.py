@@ -18,9 +18,9 @@ Then the ratio longest / shortest of each column. Input: random peaky CTC logits
 sentences of a generated lexicon (the LM is trained on sentences from the same generator), or a
 model's (T, V) logits from ``--logits file.npy`` tiled to each length.
 
-    python tools/bench_decoder.py
-    python tools/bench_decoder.py --lengths 5 20 60 --beam-width 32 --reps 3 --reference
-    python tools/bench_decoder.py --lm lm.binary --logits utterance_logits.npy
+    python tools/bench/decoder.py
+    python tools/bench/decoder.py --lengths 5 20 60 --beam-width 32 --reps 3 --reference
+    python tools/bench/decoder.py --lm lm.binary --logits utterance_logits.npy
 
 Needs KenLM's lmplz/build_binary (``bash tools/build_kenlm.sh``) unless ``--lm`` is given.
 """
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamer.constants import FRAMES_PER_SECOND
+from streamer.grid import XLSR_GRID
 from streamer.decoding.beam import BeamSearchDecoder, DecoderConfig, log_softmax
 from streamer.decoding.lm_bundle import LmBundle
 from streamer.errors import StreamerError
@@ -79,7 +79,7 @@ def peaky_logits(vocab: Vocabulary, words: list[str], rng: np.random.Generator, 
 
 def utterance(vocab, seconds, rng, lexicon, ranks, noise, peak, model_logits) -> np.ndarray:
     """Logits of exactly ``seconds`` of audio."""
-    frames = int(round(seconds * FRAMES_PER_SECOND))
+    frames = XLSR_GRID.frames_in(seconds)
     if model_logits is not None:
         reps = -(-frames // len(model_logits))
         return np.tile(model_logits, (reps, 1))[:frames]
@@ -165,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                                          beta=decoder.config.beta)
         inputs = {s: utterance(vocab, s, rng, lexicon, ranks, args.noise, args.peak, model_logits)
                   for s in args.lengths}
-        chunk = max(1, int(round(args.chunk_seconds * FRAMES_PER_SECOND)))
-        tail_frames = int(5 * FRAMES_PER_SECOND)
+        chunk = max(1, XLSR_GRID.frames_in(args.chunk_seconds))
+        tail_frames = XLSR_GRID.frames_in(5.0)
         rows: dict[float, dict[str, list[float]]] = {s: {"total": [], "tail": [], "work": [], "ref": []}
                                                      for s in args.lengths}
         stream(decoder, inputs[args.lengths[0]][:chunk * 2], chunk, chunk)  # warm-up
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     med = {s: {c: statistics.median(rows[s][c]) for c in cols} for s in args.lengths}
     scale = {"total": 1000.0, "tail": 1000.0, "work": 1.0, "ref": 1000.0}
     print(f"beam {args.beam_width}, LM {Path(lm_path).name} (order {decoder.lm_order}), chunks of "
-          f"{chunk / FRAMES_PER_SECOND:g} s, median of {args.reps}, "
+          f"{XLSR_GRID.seconds(chunk):g} s, median of {args.reps}, "
           f"{'model logits ' + str(args.logits) if model_logits is not None else 'random peaky logits'}")
     width = {c: max(12, len(head[c])) for c in cols}
     print(f"{'length s':>9}  " + "  ".join(f"{head[c]:>{width[c]}}" for c in cols))

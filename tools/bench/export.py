@@ -11,8 +11,8 @@ with greedy decoding and no two-pass re-decoding, so every row is the exported s
 program size, export time, greedy WER/CER, share of utterances whose text equals the eager text,
 and compute per audio second (RTF) at the given thread count.
 
-    python tools/bench_export.py --limit 60                       # bundled demo-en, cached 0.32 s
-    python tools/bench_export.py --streaming window --chunk 0.64 --quantize none dynamic
+    python tools/bench/export.py --limit 60                       # bundled demo-en, cached 0.32 s
+    python tools/bench/export.py --streaming window --chunk 0.64 --quantize none dynamic
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from streamer.constants import SAMPLE_RATE
 from streamer.checkpoint import load_checkpoint
 from streamer.export.executorch import QUANTIZATIONS, ExportConfig, export_streaming
 from streamer.metrics import corpus_rates
@@ -47,7 +48,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=60)
     p.add_argument("--streaming", choices=["window", "cached"], default="cached")
     p.add_argument("--chunk", type=float, default=0.32)
-    # static int8 needs calibration speech (tools/bench_ondevice.py measures it)
+    # static int8 needs calibration speech (tools/bench/ondevice.py measures it)
     p.add_argument("--quantize", nargs="+", choices=[q for q in QUANTIZATIONS if q != "static"],
                    default=[q for q in QUANTIZATIONS if q != "static"])
     p.add_argument("--threads", type=int, default=1)
@@ -60,7 +61,7 @@ def main() -> None:
     utts = read_manifest(args.manifest)[: args.limit]
     waves = [load_waveform(u.path) for u in utts]
     refs = [u.text for u in utts]
-    audio_s = sum(len(x) for x in waves) / 16000
+    audio_s = sum(len(x) for x in waves) / SAMPLE_RATE
     print(f"{len(utts)} utterances, {audio_s / 60:.1f} min from {args.manifest}; model {args.model}; "
           f"{args.streaming} mode, {args.chunk:.2f}-s chunks; {args.threads} thread(s)\n")
 

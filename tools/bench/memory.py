@@ -13,9 +13,9 @@ cached) and two-pass setting; the current RSS and the compute time are sampled a
 minute. Bounded means: RSS flat after the first minute, and the same compute per audio minute at the
 end as at the start (CPU seconds of the process, which a busy machine disturbs less than wall time).
 
-    python tools/bench_memory.py                        # 1, 5 and 30 minutes, random-weight demo-small model
-    python tools/bench_memory.py --minutes 1 10 --model demo-en
-    nice -n 10 python tools/bench_memory.py --model demo-en --threads 1 --minutes --stream-minutes 60
+    python tools/bench/memory.py                        # 1, 5 and 30 minutes, random-weight demo-small model
+    python tools/bench/memory.py --minutes 1 10 --model demo-en
+    nice -n 10 python tools/bench/memory.py --model demo-en --threads 1 --minutes --stream-minutes 60
 """
 
 from __future__ import annotations

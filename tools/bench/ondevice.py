@@ -25,9 +25,9 @@ the load changes. Accuracy (demo-en, held-out sentences in held-out voices synth
 ``--manifest``): greedy WER/CER of each program and the share of frames whose argmax differs from
 fp32. The last line states the XLSR-53-large int8 cached 0.64-s RTF at 1 thread.
 
-    nice -n 10 python tools/bench_ondevice.py                                  # the default set
-    python tools/bench_ondevice.py --models demo-en --chunks 0.32 0.64 1.0 --modes cached window
-    python tools/bench_ondevice.py --models large --quantize dynamic --chunks 0.64 --threads 1
+    nice -n 10 python tools/bench/ondevice.py                                  # the default set
+    python tools/bench/ondevice.py --models demo-en --chunks 0.32 0.64 1.0 --modes cached window
+    python tools/bench/ondevice.py --models large --quantize dynamic --chunks 0.64 --threads 1
 
 Static int8 is calibrated on a few sentences spoken by training voices (never the held-out ones).
 """
@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from streamer.constants import SAMPLE_RATE
+from streamer.grid import XLSR_GRID
 
 #: Sentences spoken for static-int8 calibration (training voices; not the held-out test sentences).
 CALIBRATION_TEXT = (
@@ -254,7 +255,7 @@ def large_checkpoint():
 
 
 def _speech(voices, texts) -> list[np.ndarray]:
-    from streamer.corpus.tts import Voice, synthesize
+    from streamer.train.corpus.tts import Voice, synthesize
 
     return [synthesize(Voice(*voices[i % len(voices)]), t) for i, t in enumerate(texts)]
 
@@ -307,7 +308,7 @@ def _eager_rows(name: str, model: torch.nn.Module, x: torch.Tensor, threads: lis
             enc = StreamingEncoder(model, sc)
             key = (sc.mode, sc.chunk_frames)
             if key not in stream_rows:
-                stream_rows[key] = Row(name, "eager fp32", sc.mode, f"{sc.chunk_frames * 0.02:.2f}", None, None, None,
+                stream_rows[key] = Row(name, "eager fp32", sc.mode, f"{XLSR_GRID.seconds(sc.chunk_frames):.2f}", None, None, None,
                                        {}, sc.latency_seconds)
             stream_rows[key].rtf[th] = timed(lambda: stream_whole(enc, x))
     torch.set_num_threads(threads[0])
@@ -414,12 +415,12 @@ def main() -> None:
                         if not (args.reuse and path.is_file() and path.with_suffix(".json").is_file()):
                             export_streaming(ck, ExportConfig(sc, q), path, calibration)
                     except Exception as err:  # a variant that does not lower is a result, not a crash
-                        notes.append(f"{label} {LABELS[q]} {sc.mode} {sc.chunk_frames * 0.02:.2f}: export failed: "
+                        notes.append(f"{label} {LABELS[q]} {sc.mode} {XLSR_GRID.seconds(sc.chunk_frames):.2f}: export failed: "
                                      f"{type(err).__name__}: {str(err)[:300]}")
                         continue
                     export_s = time.perf_counter() - t
                     side = json.loads(path.with_suffix(".json").read_text())
-                    r = Row(label, LABELS[q], sc.mode, f"{sc.chunk_frames * 0.02:.2f}", path.stat().st_size / 1e6,
+                    r = Row(label, LABELS[q], sc.mode, f"{XLSR_GRID.seconds(sc.chunk_frames):.2f}", path.stat().st_size / 1e6,
                             None, None, {}, sc.latency_seconds, side["delegate_segments"])
                     m = _timed(r, "step", path, args, ref)
                     notes.append(f"{label} {r.program} {sc.mode} {r.chunk}: export {export_s:.0f} s, RSS before "
@@ -438,10 +439,10 @@ def main() -> None:
                         if not (args.reuse and path.is_file()):
                             export_onnx_step(ck, sc, path)
                     except Exception as err:
-                        notes.append(f"{label} ORT int8 {sc.mode} {sc.chunk_frames * 0.02:.2f}: export failed: "
+                        notes.append(f"{label} ORT int8 {sc.mode} {XLSR_GRID.seconds(sc.chunk_frames):.2f}: export failed: "
                                      f"{type(err).__name__}: {str(err)[:300]}")
                     else:
-                        r = Row(label, "ORT int8 dynamic (peer)", sc.mode, f"{sc.chunk_frames * 0.02:.2f}",
+                        r = Row(label, "ORT int8 dynamic (peer)", sc.mode, f"{XLSR_GRID.seconds(sc.chunk_frames):.2f}",
                                 path.stat().st_size / 1e6, None, None, {}, sc.latency_seconds)
                         _timed(r, "ort", path, args, ref)
                         rows.append(r)
@@ -449,7 +450,7 @@ def main() -> None:
                     plain = folder / f"{name}-{sc.mode}-{sc.chunk_frames}-plain.pte"
                     export_streaming(ck, ExportConfig(sc, "none", rewrite=False), plain)
                     seg = json.loads(plain.with_suffix(".json").read_text())["delegate_segments"]
-                    notes.append(f"{label} {sc.mode} {sc.chunk_frames * 0.02:.2f}: delegate segments without the "
+                    notes.append(f"{label} {sc.mode} {XLSR_GRID.seconds(sc.chunk_frames):.2f}: delegate segments without the "
                                  f"rewrite {seg}, with it {json.loads(steps['none'].with_suffix('.json').read_text())['delegate_segments'] if 'none' in steps else '?'}")
             if args.offline_window > 0:
                 for q in [q for q in args.offline_quantize if q in args.quantize]:
@@ -477,7 +478,7 @@ def main() -> None:
                     r.ratio = r.rtf[args.threads[0]] / ref.best  # type: ignore[attr-defined]
             if name != "large" and steps:
                 waves, refs, source = heldout(args.manifest, args.limit)
-                notes.append(f"accuracy of {label} ({configs[0].mode} {configs[0].chunk_frames * 0.02:.2f} s), "
+                notes.append(f"accuracy of {label} ({configs[0].mode} {XLSR_GRID.seconds(configs[0].chunk_frames):.2f} s), "
                              f"{len(waves)} utterances from {source}:")
                 notes += _accuracy(ck, steps, waves, refs, name)
             del ck

@@ -19,9 +19,9 @@ one by one (`Recognizer.decode_stream`, one encoder forward per stream and step)
 the speed-up (in CPU time of the process) and a check that both give the same text. Model: ``--batch-model`` (default the bundled
 demo-en, which must have a causal positional conv for the cached rows), greedy decoding.
 
-    python tools/bench_streaming.py --threads 1 --seconds 8
-    python tools/bench_streaming.py --model demo-en --seconds 20
-    python tools/bench_streaming.py --threads 1 --chunks --streams 1 4 16 --seconds 10
+    python tools/bench/streaming.py --threads 1 --seconds 8
+    python tools/bench/streaming.py --model demo-en --seconds 20
+    python tools/bench/streaming.py --threads 1 --chunks --streams 1 4 16 --seconds 10
 """
 
 from __future__ import annotations

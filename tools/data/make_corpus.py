@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
-"""Builds the synthetic-speech training corpus (see streamer/corpus/build.py for the layout).
+"""Builds the synthetic-speech training corpus (see streamer/train/corpus/build.py for the layout).
 
     # The first corpus: 12 h train, 0.3 h dev, 0.5 h test, one synthesis process, in the background
-    nohup python tools/make_corpus.py --out data/corpus --hours-train 12 --hours-dev 0.3 \\
+    nohup python tools/data/make_corpus.py --out data/corpus --hours-train 12 --hours-dev 0.3 \\
         --hours-test 0.5 --workers 1 > data/corpus.log 2>&1 &
 
     # A tiny corpus to try the pipeline (about a minute)
-    python tools/make_corpus.py --out /tmp/corpus-small --hours-train 0.05 --hours-dev 0.01 --hours-test 0.01
+    python tools/data/make_corpus.py --out /tmp/corpus-small --hours-train 0.05 --hours-dev 0.01 --hours-test 0.01
 
     # The voices, which are held out, and which engines are installed
-    python tools/make_corpus.py --list-voices
+    python tools/data/make_corpus.py --list-voices
 
 Rerunning the same command resumes: existing audio files are kept and only the missing ones are
 synthesized. Needs espeak-ng, flite, festival (+ festvox-kallpc16k festvox-kdlpc16k
@@ -29,7 +29,7 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from streamer.corpus.build import (
+from streamer.train.corpus.build import (
     DEFAULT_ENGINE_WEIGHTS,
     DEFAULT_SOURCE_WEIGHTS,
     DEFAULT_TEST_ENGINE_WEIGHTS,
@@ -37,8 +37,8 @@ from streamer.corpus.build import (
     build_corpus,
     parse_weights,
 )
-from streamer.corpus.text_sources import SOURCES, SplitConfig
-from streamer.corpus.tts import ENGINES, PROSODY, base_voices, engine_missing
+from streamer.train.corpus.text_sources import SOURCES, SplitConfig
+from streamer.train.corpus.tts import ENGINES, PROSODY, base_voices, engine_missing
 from streamer.errors import StreamerError
 
 

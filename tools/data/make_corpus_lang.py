@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Training corpus for one language other than English, from offline Debian data only.
 
-    nice -n 10 python tools/make_corpus_lang.py --language ru --out data/corpus-ru --synth-hours 2.5
+    nice -n 10 python tools/data/make_corpus_lang.py --language ru --out data/corpus-ru --synth-hours 2.5
 
 Sources (training and dev only; the language's Asterisk prompts are the TEST set and are never read):
 
@@ -15,7 +15,7 @@ Synthesized sentences come from ``fortunes-<lang>`` (Debian's fortune files) and
 descriptions; a sentence with digits or Latin letters (in a non-Latin language) is skipped, because
 the engines would read them in ways the label cannot say. Dev sentences are never used for training.
 
-Output (paths relative to ``--out``, the layout of :mod:`streamer.corpus.build`)::
+Output (paths relative to ``--out``, the layout of :mod:`streamer.train.corpus.build`)::
 
     audio/tuxpaint/*.flac  audio/espeak/*.flac  audio/festival/*.flac   16-kHz mono FLAC
     train.tsv dev.tsv (+ .lengths)          path<TAB>raw transcript (normalized at training time
@@ -43,7 +43,7 @@ import numpy as np
 import soundfile as sf
 
 from streamer.constants import SAMPLE_RATE
-from streamer.corpus.tts import check_audio, to_mono_16k, trim_silence
+from streamer.train.corpus.tts import check_audio, to_mono_16k, trim_silence
 
 STAMPS = Path("/usr/share/tuxpaint/stamps")
 FORTUNES = Path("/usr/share/games/fortunes")

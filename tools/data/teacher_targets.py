@@ -27,6 +27,7 @@ except ImportError:
 
 from tqdm import tqdm
 
+from streamer.constants import SAMPLE_RATE
 from streamer.errors import StreamerError
 from streamer.train.data import load_waveform, read_manifest
 from streamer.train.targets import TargetWriter, audio_key
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.process_time()
             writer.add(key, teacher(wave))
             compute_s += time.process_time() - t0
-            audio_s += len(wave) / 16000
+            audio_s += len(wave) / SAMPLE_RATE
             bar.set_postfix(audio_h=f"{audio_s / 3600:.2f}", speed=f"{audio_s / max(compute_s, 1e-9):.0f}x")
     finally:
         writer.close()

@@ -6,10 +6,10 @@ prompts (Debian: asterisk-core-sounds-en-g722 for 16-kHz audio, asterisk-core-so
 transcripts). They are the project's real-speech TEST set: nothing is ever trained or tuned on them.
 `--manifest` evaluates any manifest instead (e.g. the synthetic held-out test split).
 
-    python tools/eval_real_speech.py                                   # bundled model vs the peers
-    python tools/eval_real_speech.py --model demo-en --model runs/x/best   # two models side by side
-    python tools/eval_real_speech.py --manifest data/corpus-test/test.tsv --limit 200
-    python tools/eval_real_speech.py --no-whisper --no-pocketsphinx --no-lm
+    python tools/eval/real_speech.py                                   # bundled model vs the peers
+    python tools/eval/real_speech.py --model demo-en --model runs/x/best   # two models side by side
+    python tools/eval/real_speech.py --manifest data/corpus-test/test.tsv --limit 200
+    python tools/eval/real_speech.py --no-whisper --no-pocketsphinx --no-lm
 
 Peers are an optional extra (`pip install 'streamer[peers]'`), never a runtime dependency:
 * pocketsphinx 5 with its default US English model;
@@ -42,6 +42,7 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from streamer.constants import SAMPLE_RATE
 from streamer.metrics import corpus_rates
 from streamer.text import normalize_text
 
@@ -150,11 +151,11 @@ def pocketsphinx_transcribe(wavs: list[Path]) -> tuple[list[str], float]:
 
     def setup() -> None:
         nonlocal decoder
-        decoder = pocketsphinx.Decoder(samprate=16000, loglevel="FATAL")
+        decoder = pocketsphinx.Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
 
     def decode(w: Path) -> str:
         x, rate = sf.read(str(w), dtype="int16")
-        if rate != 16000 or x.ndim != 1:
+        if rate != SAMPLE_RATE or x.ndim != 1:
             raise SystemExit(f"pocketsphinx: expected 16-kHz mono, found {rate} Hz {x.shape} in {w}")
         decoder.start_utt()
         decoder.process_raw(x.tobytes(), full_utt=True)

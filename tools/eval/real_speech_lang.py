@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Error rates on real recorded speech in another language: that language's Asterisk prompts.
 
-    python tools/eval_real_speech_lang.py --language ru --model runs/xlsr-ru/best
-    python tools/eval_real_speech_lang.py --language ru --model runs/xlsr-ru/best --lm runs/xlsr-ru/lm/lm.binary
+    python tools/eval/real_speech_lang.py --language ru --model runs/xlsr-ru/best
+    python tools/eval/real_speech_lang.py --language ru --model runs/xlsr-ru/best --lm runs/xlsr-ru/lm/lm.binary
 
 The Asterisk core prompts (Debian: ``asterisk-core-sounds-<lang>-g722`` for 16-kHz G.722 audio,
 ``asterisk-core-sounds-<lang>`` for the transcripts in /usr/share/doc) are one professional speaker

@@ -10,8 +10,8 @@ Tables printed (all on the same utterances):
 4. ``hotwords`` words of the references that the LM does not know and beam+LM gets wrong, decoded
    again with each as a hotword: how many of those errors the boost fixes.
 
-    python tools/eval_streaming.py --manifest data/corpus/test.tsv             # bundled demo-en
-    python tools/eval_streaming.py --model runs/demo-en/best --limit 100 --tables modes
+    python tools/eval/streaming.py --manifest data/corpus/test.tsv             # bundled demo-en
+    python tools/eval/streaming.py --model runs/demo-en/best --limit 100 --tables modes
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from streamer.constants import SAMPLE_RATE
 from streamer.decoding.beam import DecoderConfig
 from streamer.metrics import corpus_rates, word_errors
 from streamer.recognizer import Recognizer
@@ -110,7 +111,7 @@ def main() -> None:
     utts = read_manifest(args.manifest)[: args.limit]
     refs = [u.text for u in utts]
     waves = [load_waveform(u.path) for u in utts]
-    hours = sum(len(w) for w in waves) / 16000 / 3600
+    hours = sum(len(w) for w in waves) / SAMPLE_RATE / 3600
     print(f"{len(utts)} utterances, {hours * 60:.1f} min, from {args.manifest}; model {args.model}")
 
     if "modes" in args.tables:

@@ -17,8 +17,8 @@ Manifest format: UTF-8, one utterance per line, ``relative/path.flac`` TAB ``nor
 only want ``path, text`` can ignore them (:func:`read_manifest` reads both shapes).
 
 Splits: **train** and **dev** use the training voices (every voice not in
-:data:`~streamer.corpus.tts.HELD_OUT_VOICES`); dev and **test** use held-out sentences (see
-:mod:`streamer.corpus.text_sources`); test is spoken only by the held-out voices.
+:data:`~streamer.train.corpus.tts.HELD_OUT_VOICES`); dev and **test** use held-out sentences (see
+:mod:`streamer.train.corpus.text_sources`); test is spoken only by the held-out voices.
 
 Order and partial corpora: the plan of a split is a deterministic function of the seed and the
 sentences, and engines are interleaved in it (each prefix has the engine mix of the whole), so
@@ -51,7 +51,7 @@ import numpy as np
 import soundfile as sf
 
 from streamer.constants import SAMPLE_RATE
-from streamer.corpus.text_sources import (
+from streamer.train.corpus.text_sources import (
     SPLITS,
     Sentence,
     SentenceSplits,
@@ -59,7 +59,7 @@ from streamer.corpus.text_sources import (
     load_splits,
     write_lm_text,
 )
-from streamer.corpus.tts import (
+from streamer.train.corpus.tts import (
     ENGINES,
     HELD_OUT_VOICES,
     Synthesizer,
@@ -241,7 +241,7 @@ def iter_plan(
     Engines are interleaved by deficit: the next utterance goes to the engine whose planned
     hours are furthest below its weight, so every prefix of the plan has the engine mix of the
     whole. The engine's speaker is drawn uniformly, its prosody by
-    :func:`~streamer.corpus.tts.sample_voice`, the sentence's source by ``source_weights``, and
+    :func:`~streamer.train.corpus.tts.sample_voice`, the sentence's source by ``source_weights``, and
     the sentence is the next one of that source's shuffled list (reshuffled when used up). The
     same arguments always give the same sequence.
 
@@ -584,7 +584,7 @@ def build_corpus(
         sources: Text sources to read (default: every installed one). Ignored with ``splits``.
         split_config: Held-out fractions and sentence lengths. Ignored with ``splits``.
         manifest_every: Rewrite the manifests after this many new utterances.
-        write_lm: Also write ``lm/train.txt`` (see :func:`~streamer.corpus.text_sources.write_lm_text`).
+        write_lm: Also write ``lm/train.txt`` (see :func:`~streamer.train.corpus.text_sources.write_lm_text`).
         progress: Show a tqdm progress bar (audio seconds, with ETA) on stderr.
         splits: Sentences to use instead of loading ``sources`` (tests pass small ones).
 

@@ -24,8 +24,8 @@ _EXPORTS = {
 
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
-        raise AttributeError(f"module 'streamer.corpus' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"streamer.corpus.{_EXPORTS[name]}"), name)
+        raise AttributeError(f"module 'streamer.train.corpus' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"streamer.train.corpus.{_EXPORTS[name]}"), name)
 
 
 __all__ = sorted(_EXPORTS)
