@@ -224,12 +224,19 @@ class FramePipeline:
             raise ConfigError("stream: skip after input_finished; create a new stream")
         if sample == self.samples_received:
             return
+        if self._steps == 0 and not len(self._pending):  # nothing since the last restart: no segment to drain
+            self._jump(sample)
+            return
         self._finished, self._flushes_left = True, self.config.flush_steps
         self._drained = not len(self._pending) and self._flushes_left <= 0
         while self.ready:
             out = self.step_many([self])[0]
             if out is not None:
                 yield out
+        self._jump(sample)
+
+    def _jump(self, sample: int) -> None:
+        """Restarts the encoder state and the sample buffer at ``sample`` (on the next whole hop)."""
         hop = self.grid.hop_samples
         self._base_frame = -(-sample // hop)
         self._pending.restart(self._base_frame * hop)

@@ -46,7 +46,7 @@ def _compare(pte: PteStreamingEncoder, eager: StreamingEncoder, steps: int, seed
     return worst, (diff_norm / ref_norm) ** 0.5
 
 
-@pytest.mark.parametrize("mode", ["cached", "window"])
+@pytest.mark.parametrize("mode", ["cached", pytest.param("window", marks=pytest.mark.slow)])
 def test_fp32_program_equals_eager(model_dir, tmp_path, mode):
     ck = load_checkpoint(model_dir)
     cfg = StreamingConfig.from_seconds(mode, 0.32)
@@ -55,6 +55,7 @@ def test_fp32_program_equals_eager(model_dir, tmp_path, mode):
     assert worst <= 1e-4
 
 
+@pytest.mark.slow
 def test_step_reads_its_inputs_in_place(model_dir, tmp_path):
     """The step's inputs have no arena space (the runtime reads the caller's buffers, no per-step copy
     of the cache), and every input the runner hands it keeps the sidecar's padding after its data."""
@@ -77,6 +78,7 @@ def test_step_reads_its_inputs_in_place(model_dir, tmp_path):
             assert t.is_contiguous() and spare >= INPUT_PADDING_BYTES
 
 
+@pytest.mark.slow
 def test_dynamic_int8_program_is_close(model_dir, tmp_path):
     ck = load_checkpoint(model_dir)
     cfg = StreamingConfig.from_seconds("cached", 0.32)
@@ -100,6 +102,7 @@ def test_convs_are_quantized_only_when_all_are_the_positional_conv():
     assert not _quantizes_convs(group_norm, "dynamic")
 
 
+@pytest.mark.slow
 def test_recognizer_runs_the_program(model_dir, tmp_path):
     cfg = StreamingConfig.from_seconds("cached", 0.32)
     path = export_streaming(load_checkpoint(model_dir), ExportConfig(cfg, "none"), tmp_path / "s.pte")
@@ -110,6 +113,7 @@ def test_recognizer_runs_the_program(model_dir, tmp_path):
     assert program.transcribe(x).text == eager.transcribe(x).text
 
 
+@pytest.mark.slow
 def test_program_alone_streams_like_the_model(model_dir, tmp_path):
     """The .pte and its sidecar, moved away from the checkpoint, stream by themselves: vocabulary and
     preprocessing from the sidecar, the same text and finals as the model with the program; the paths
@@ -160,6 +164,7 @@ def test_program_alone_streams_like_the_model(model_dir, tmp_path):
     assert res.stdout.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.slow
 def test_export_command(model_dir, tmp_path):
     out = tmp_path / "cli.pte"
     res = subprocess.run([sys.executable, "-m", "streamer", "export", "--model", str(model_dir), "-o", str(out),
@@ -267,6 +272,7 @@ def test_conv_as_linear_equals_the_conv(k, s, c):
         assert got.shape == ref.shape and torch.allclose(got, ref, atol=1e-5), (n, got.shape, ref.shape)
 
 
+@pytest.mark.slow
 def test_rewrite_leaves_one_delegate_segment_for_the_encoder(model_dir, tmp_path):
     """Without the rewrite every layer norm and attention splits the graph; with it only the step's
     integer bookkeeping stays outside XNNPACK."""
@@ -282,6 +288,7 @@ def test_rewrite_leaves_one_delegate_segment_for_the_encoder(model_dir, tmp_path
     assert not any(k in op for op in counts[True][1] for k in ("layer_norm", "select", "logical_not", "any", "alias"))
 
 
+@pytest.mark.slow
 def test_static_int8_program_is_close(model_dir, tmp_path):
     ck = load_checkpoint(model_dir)
     cfg = StreamingConfig.from_seconds("cached", 0.32)
@@ -293,6 +300,7 @@ def test_static_int8_program_is_close(model_dir, tmp_path):
     assert relative < 0.1
 
 
+@pytest.mark.slow
 def test_static_int8_offline_window_loads_and_is_close(model_dir, tmp_path):
     """The full-context window program in static int8 loads (its causal positional conv pads float32,
     not int8, which XNNPACK refuses at load time) and stays close to the model."""

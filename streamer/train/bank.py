@@ -364,10 +364,12 @@ def load_source(sources: Sequence[str | Path], vocab: Vocabulary, device: torch.
             waves.extend([None] * len(kept_list))  # type: ignore[list-item]
     if not in_memory and not packed:
         return FileBank(utts, vocab, device, stores), skipped
+    import sys
+
     from tqdm import tqdm
 
     loaded = [w if w is not None else load_waveform(u.path)
               for u, w in tqdm(list(zip(utts, waves)), desc="loading audio", unit="utt", leave=False,
-                               disable=len(utts) < 2000)]
+                               disable=len(utts) < 2000 or not sys.stderr.isatty())]
     bank = AudioBank.from_waves(loaded, [u.text for u in utts], vocab, stores)
     return bank.to(device), skipped

@@ -81,6 +81,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the forward pass (one graph per bucket)")
     p.add_argument("--reread-manifests", action="store_true",
                    help="re-read the training manifests at each epoch (a corpus still being synthesized)")
+    p.add_argument("--no-curriculum", action="store_true",
+                   help="shuffle the first epoch too (default: shortest utterances first, which helps a run from scratch)")
     p.add_argument("--clean-steps", type=int, default=_D["clean_steps"],
                    help="first steps without augmentation, masks or chunked attention (default: %(default)s)")
     p.add_argument("--distill", action="append", type=_distill_target, metavar="STORE[:WEIGHT[:LAYER]]",
@@ -119,7 +121,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         specaugment=SpecAugmentConfig(time_prob=args.mask_time_prob, channel_prob=args.mask_channel_prob),
         dynamic_chunk=None if args.full_attention else DynamicChunkConfig(full_prob=args.full_attention_prob),
         augment=None if args.no_augment else AugmentConfig(), in_memory=not args.from_files, buckets=args.buckets,
-        compile=args.compile, reread_manifests=args.reread_manifests, clean_steps=args.clean_steps, distill=distill,
+        compile=args.compile, reread_manifests=args.reread_manifests, sorted_first_epoch=not args.no_curriculum,
+        clean_steps=args.clean_steps, distill=distill,
         eval_every=args.eval_every, log_every=args.log_every, eval_max_utterances=args.eval_utterances,
         save_every_minutes=args.save_minutes, seed=args.seed, threads=args.threads, device=args.device,
         amp=not args.no_amp,
