@@ -44,5 +44,5 @@ def missing_dependency(module: str, extra: str, purpose: str) -> MissingDependen
     """
     return MissingDependencyError(
         f"{purpose} needs the Python module '{module}', which is not installed. "
-        f"Install it with: pip install 'streamer[{extra}]'  (see README.md, 'Install')"
+        f"Install it with: pip install 'streamer[{extra}]'  (see README.md, 'Set up')"
     )

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from streamer.audio import load_audio
-from streamer.train.corpus.tts import Voice, synthesize
 from streamer.endpoint import EndpointConfig
 from streamer.errors import ConfigError
 from streamer.frontend.frontend import FrontEndConfig, VadFrontEnd
@@ -15,6 +15,7 @@ from streamer.frontend.vad import VAD_FRAME_SAMPLES, Vad, VadConfig
 from streamer.recognizer import Recognizer
 from streamer.results import Final
 from streamer.streaming import StreamingConfig
+from streamer.train.corpus.tts import Voice, synthesize
 
 SR = 16000
 #: Capture block of the live loop (`streamer.frontend.live.BLOCK_SECONDS`), in samples.
@@ -28,7 +29,7 @@ def speech() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def hello() -> np.ndarray:
-    return load_audio("examples/hello.wav")
+    return load_audio(REPO / "examples" / "hello.wav")
 
 
 def _speech_end(x: np.ndarray) -> float:

@@ -328,11 +328,12 @@ def test_distillation_learns_stored_targets_with_and_without_transcripts(corpus,
     constant = float((p * (np.log(p) - np.log(p.mean(0)))).sum(1).mean())
     untranscribed = tmp_path / "untranscribed.tsv"
     untranscribed.write_text("".join(f"{u.path}\t\n" for u in read_manifest(corpus)))
-    distill = DistillConfig((DistillTarget(str(tmp_path / "targets"), layer=1),))
+    distill = DistillConfig((DistillTarget(str(tmp_path / "targets"), layer=1),), heldout=(str(untranscribed),))
     for name, manifests, in_memory in (("both", (str(corpus), str(untranscribed)), True),
                                        ("audio-only", (str(untranscribed),), False)):
         cfg = TrainConfig(train_manifests=manifests, out_dir=str(tmp_path / name), preset="tiny", max_steps=100,
-                          warmup_steps=2, peak_lr=1e-2, max_batch_seconds=12.0, buckets=2, eval_every=1000,
+                          dev_manifest=str(corpus), warmup_steps=2, peak_lr=1e-2, max_batch_seconds=12.0, buckets=2,
+                          eval_every=100,
                           log_every=20, augment=None, threads=1, seed=0, specaugment=SpecAugmentConfig(time_prob=0.0),
                           distill=distill, in_memory=in_memory)
         summary = train(cfg, show_progress=False)
@@ -346,6 +347,12 @@ def test_distillation_learns_stored_targets_with_and_without_transcripts(corpus,
             assert logged[-1]["ctc"] > 0
             # it predicts the teacher from the sound, not just the teacher's average
             assert curve[-1] < 0.8 * constant, (curve, constant)
+            # the teacher gap at the evaluation: the same audio listed as dev and as held-out
+            evals = [json.loads(x) for x in (tmp_path / name / "log.jsonl").read_text().splitlines() if '"eval"' in x]
+            gaps = evals[-1]["teacher_gap"]
+            assert set(gaps) == {"dev", str(untranscribed)}
+            assert gaps["dev"][0] == pytest.approx(gaps[str(untranscribed)][0], rel=1e-4)
+            assert gaps["dev"][0] < 0.8 * constant
 
 
 def test_file_rows_equal_memory_rows(corpus):

@@ -92,6 +92,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--distill-decay-steps", type=int, default=_DISTILL["decay_steps"],
                    help="steps over which the distillation weights fall to --distill-final-ratio (default: %(default)s = constant)")
     p.add_argument("--distill-final-ratio", type=float, default=_DISTILL["final_ratio"], help="(default: %(default)s)")
+    p.add_argument("--distill-heldout", nargs="+", default=[], metavar="TSV",
+                   help="audio not trained on (real speech, say) where the teacher gap is measured at each evaluation")
     p.add_argument("--eval-every", type=int, default=_D["eval_every"], help="(default: %(default)s)")
     p.add_argument("--log-every", type=int, default=_D["log_every"], help="(default: %(default)s)")
     p.add_argument("--eval-utterances", type=int, default=_D["eval_max_utterances"], help="(default: %(default)s)")
@@ -108,7 +110,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     distill = None
     if args.distill:
         distill = DistillConfig(tuple(args.distill), ctc_weight=args.ctc_weight, decay_steps=args.distill_decay_steps,
-                                final_ratio=args.distill_final_ratio)
+                                final_ratio=args.distill_final_ratio, heldout=tuple(args.distill_heldout))
     return TrainConfig(
         train_manifests=tuple(args.train), dev_manifest=args.dev, out_dir=args.out, preset=args.preset,
         init_from=args.init_from, vocab_path=args.vocab, language=args.language, causal_pos_conv=not args.centred_pos_conv,

@@ -57,9 +57,13 @@ class DistillConfig:
     (0 = constant), so CTC takes over."""
     final_ratio: float = 0.0
     """Distillation weight after ``decay_steps``, relative to the start."""
+    heldout: tuple[str, ...] = ()
+    """Manifests of audio not trained on (real speech, say) where the teacher gap (`teacher_gap`) is
+    measured at each evaluation, beside the dev set."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(self.targets))
+        object.__setattr__(self, "heldout", tuple(self.heldout))
         if not self.targets:
             raise ConfigError("distill: expected at least one target store, found none")
         if not self.ctc_weight >= 0:

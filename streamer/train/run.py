@@ -43,7 +43,7 @@ from streamer.text import normalize_text
 from streamer.train.bank import AudioBank, load_source
 from streamer.train.config import EvalResult, TrainConfig, TrainSummary
 from streamer.train.data import length_batches, read_manifest
-from streamer.train.step import TrainStep
+from streamer.train.step import TrainStep, teacher_gap
 from streamer.train.targets import TargetStore
 from streamer.vocab import (
     Vocabulary,
@@ -249,8 +249,10 @@ def train(cfg: TrainConfig, show_progress: bool = True, log: Callable[[str], Non
     source, skipped = read_train_set()
     dev = None
     if cfg.dev_manifest:
-        dev_source, _ = load_source([cfg.dev_manifest], vocab, device, max_seconds=math.inf)
+        dev_source, _ = load_source([cfg.dev_manifest], vocab, device, max_seconds=math.inf, stores=stores)
         dev = dev_source.head(cfg.eval_max_utterances) if isinstance(dev_source, AudioBank) else None
+    heldout = {m: load_source([m], vocab, device, max_seconds=math.inf, stores=stores)[0]
+               for m in (cfg.distill.heldout if cfg.distill is not None else ())}
 
     state: dict[str, Any] = {"step": 0, "epoch": 0, "position": 0, "audio_seconds": 0.0, "train_seconds": 0.0,
                              "best": None, "history": []}
@@ -298,15 +300,20 @@ def train(cfg: TrainConfig, show_progress: bool = True, log: Callable[[str], Non
         wer_c = evaluate_bank(model, dev, vocab, chunk=ChunkAttention(32, 4, 1))[0] if cfg.dynamic_chunk is not None else None
         res = EvalResult(state["step"], wer, cer, wer_c, len(dev))
         state["history"].append(dataclasses.asdict(res))
+        gaps: dict[str, list[float]] = {}
+        if step.heads is not None:  # the mimicry gap: the teachers' losses on audio not trained on
+            gaps = {name: teacher_gap(model, step.heads, bank)
+                    for name, bank in [("dev", dev), *heldout.items()] if len(bank)}
         key = "cer" if vocab.per_character else "wer"  # words are characters there: score per character
         if state["best"] is None or getattr(res, key) < state["best"][key]:
             state["best"] = dataclasses.asdict(res)
             save_checkpoint(out / "best", model, vocab, {"training": cfg.to_dict(), "step": state["step"],
                                                          "dev": dataclasses.asdict(res)})
         with open(out / "log.jsonl", "a") as f:
-            f.write(json.dumps({"eval": dataclasses.asdict(res), "time": time.time()}) + "\n")
+            f.write(json.dumps({"eval": dataclasses.asdict(res), "teacher_gap": gaps, "time": time.time()}) + "\n")
         log(f"step {res.step}: dev WER {res.wer:.3f} CER {res.cer:.3f}"
-            + (f" chunked WER {res.wer_chunked:.3f}" if res.wer_chunked is not None else ""))
+            + (f" chunked WER {res.wer_chunked:.3f}" if res.wer_chunked is not None else "")
+            + "".join(f"; teacher gap on {name}: " + " ".join(f"{g:.3f}" for g in values) for name, values in gaps.items()))
         return res
 
     budget_s = None if cfg.time_budget_minutes is None else cfg.time_budget_minutes * 60.0

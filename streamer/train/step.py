@@ -30,6 +30,7 @@ from streamer.model.masks import additive_bias, padding_mask
 from streamer.model.model import Wav2Vec2CTC
 from streamer.train.bank import ShapeBuckets, Source
 from streamer.train.config import DistillTarget, TrainConfig
+from streamer.train.data import length_batches
 from streamer.train.augment import Augmenter, SpeedDraw
 from streamer.train.masking import SpecAugmentConfig, chunk_allowed, time_span_mask
 from streamer.train.targets import StoreMeta
@@ -182,6 +183,48 @@ class DistillHeads(nn.Module):
             out.append(kl_to_teacher(pred, values, mask) if m.kind == "log_posteriors"
                        else l1_cosine_to_teacher(pred, values, mask))
         return out
+
+
+@torch.no_grad()
+def teacher_gap(model: Wav2Vec2CTC, heads: DistillHeads, bank: Any, batch_seconds: float = 60.0) -> list[float]:
+    """Each teacher's loss (KL, or L1 + cosine distance) on a bank's utterances that have its targets:
+    how closely the student mimics the teacher there (full attention, no augmentation).
+
+    Args:
+        model: The student (switched to eval mode for the call).
+        heads: The run's prediction heads.
+        bank: A `streamer.train.bank.AudioBank` with teacher targets.
+        batch_seconds: Padded audio per batch.
+
+    Returns:
+        One mean loss per target, over the frames that have one (NaN where none has).
+    """
+    was_training = model.training
+    model.eval()
+    heads.eval()
+    lengths = bank.lengths.tolist()
+    sums = [0.0] * len(heads.targets)
+    frames = [0.0] * len(heads.targets)
+    cfg = model.config
+    for idx in length_batches([n / SAMPLE_RATE for n in lengths], batch_seconds, rng=None):
+        rows = np.asarray(idx)
+        width = max(lengths[i] for i in idx)
+        wave = bank.take(torch.as_tensor(rows, device=bank.samples.device), width)
+        n = torch.as_tensor([lengths[i] for i in idx], device=wave.device)
+        t = cfg.num_frames(width)
+        _, flen, encoded, tapped = masked_forward(model, wave, n, torch.ones(t, t, dtype=torch.bool, device=wave.device),
+                                                  taps=heads.taps)
+        centre = torch.arange(t, device=wave.device) * cfg.hop_samples + cfg.receptive_field_samples // 2
+        ones, zeros = torch.ones(len(idx), device=wave.device), torch.zeros(len(idx), dtype=torch.long, device=wave.device)
+        aligned = [align_targets(*bank.targets(rows, k), centre, ones, zeros, meta.hop, flen)
+                   for k, meta in enumerate(heads.metas)]
+        for k, loss in enumerate(heads.losses(encoded, tapped, aligned)):
+            count = float(aligned[k][1].sum())
+            sums[k] += float(loss) * count
+            frames[k] += count
+    model.train(was_training)
+    heads.train(was_training)
+    return [s / f if f else float("nan") for s, f in zip(sums, frames)]
 
 
 # ---------------------------------------------------------------------------------------------
