@@ -23,6 +23,16 @@ from streamer.errors import StreamerError
 from streamer.frontend.vad import VadConfig
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: Exit status of an unexpected failure (sysexits' EX_SOFTWARE), of Ctrl-C, and of SIGTERM.
+EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED = 70, 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so it stops as Ctrl-C does (finished files kept)."""
+
+
+def _terminate(signum: int, frame: object) -> None:  # noqa: ARG001
+    raise Terminated()
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -231,11 +241,11 @@ def cmd_mic(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
     from streamer.export.executorch import ExportConfig
     from streamer.grid import XLSR_GRID
 
     export = ExportConfig()
-    """The argument parser of every subcommand."""
     p = argparse.ArgumentParser(prog="streamer", description="Streaming on-device speech recognition.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -294,8 +304,29 @@ _DELEGATED = {"train": cmd_train, "lm": cmd_lm}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``streamer`` command; returns the exit code."""
+    """Entry point of the ``streamer`` command; returns the exit code.
+
+    One guard covers every command: an expected failure prints one ``error:`` line (exit 1, or 2 for
+    usage); anything else prints one ``internal error:`` line (exit 70), with the traceback only
+    under ``--debug`` (anywhere on the line); SIGTERM stops like Ctrl-C (exit 143, Ctrl-C 130).
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        return _run(argv, debug)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _run(argv, debug)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: list[str], debug: bool) -> int:
+    """Parses ``argv`` and runs its command inside the guard (see `main`)."""
     if argv and argv[0] in _DELEGATED:  # argparse's REMAINDER would not pass a leading --help through
         args = argparse.Namespace(rest=argv[1:], func=_DELEGATED[argv[0]])
     else:
@@ -311,9 +342,14 @@ def main(argv: list[str] | None = None) -> int:
     except StreamerError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
+    except Exception as err:  # noqa: BLE001  (the one place an unexpected failure becomes one line)
+        if debug:
+            raise
+        print(f"internal error: {type(err).__name__}: {err} (run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL

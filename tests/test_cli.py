@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -136,3 +137,39 @@ def test_config_from_options_repeats_no_default():
     base = RecognizerConfig()
     assert cfg == replace(base, streaming=StreamingConfig.from_seconds("cached", 0.64), stream_files=True,
                           decoder=replace(base.decoder, beam_width=8, hotwords=("paris",)))
+
+
+def test_an_unexpected_failure_is_one_line_with_exit_70(monkeypatch, capsys):
+    import streamer.cli as cli
+
+    def broken(args):
+        raise RuntimeError("something nobody expected")
+
+    monkeypatch.setitem(cli._DELEGATED, "lm", broken)
+    assert cli.main(["lm", "build"]) == 70
+    err = capsys.readouterr().err
+    assert err.strip() == "internal error: RuntimeError: something nobody expected (run with --debug for the traceback)"
+    with pytest.raises(RuntimeError):
+        cli.main(["lm", "build", "--debug"])
+
+
+def test_sigterm_stops_a_batch_like_ctrl_c(tmp_path):
+    import signal
+
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        sf.write(tmp_path / f"noise{i}.wav", (rng.standard_normal(16000 * 30) * 0.05).astype(np.float32), 16000)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "streamer", "transcribe", *sorted(map(str, tmp_path.glob("*.wav"))),
+                             "--no-lm", "--output-dir", str(out), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out.is_dir() and any(out.glob("*.txt"))):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err
+    written = list(out.iterdir())
+    assert written and all(p.suffix == ".txt" and not p.name.startswith(".") for p in written)  # no temporary file
+    assert len(written) < 20

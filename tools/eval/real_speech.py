@@ -10,6 +10,7 @@ transcripts). They are the project's real-speech TEST set: nothing is ever train
     python tools/eval/real_speech.py --model demo-en --model runs/x/best   # two models side by side
     python tools/eval/real_speech.py --manifest data/corpus-test/test.tsv --limit 200
     python tools/eval/real_speech.py --no-whisper --no-pocketsphinx --no-lm
+    python tools/eval/real_speech.py --write-manifest data/asterisk/asterisk.tsv   # for tools/eval/streaming.py
 
 Peers are an optional extra (`pip install 'streamer[peers]'`), never a runtime dependency:
 * pocketsphinx 5 with its default US English model;
@@ -214,12 +215,18 @@ def main() -> None:
     p.add_argument("--limit", type=int, help="first N utterances only")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", help="write per-utterance results here (JSON lines)")
+    p.add_argument("--write-manifest", metavar="TSV",
+                   help="write the set as a manifest (path<TAB>reference) for the other tools, and stop")
     args = p.parse_args()
     if args.threads < 1:
         sys.exit(f"--threads: expected >= 1, found {args.threads}")
     import torch
     torch.set_num_threads(args.threads)
     name, refs, wavs = read_set(args)
+    if args.write_manifest:
+        Path(args.write_manifest).write_text("".join(f"{w.resolve()}\t{r}\n" for w, r in zip(wavs, refs)))
+        print(f"{args.write_manifest}: {len(refs)} utterances of {name}")
+        return
     import soundfile as sf
     hours = sum(sf.info(str(w)).duration for w in wavs) / 3600
     print(f"{name}: {len(refs)} utterances, {hours * 60:.1f} min")
