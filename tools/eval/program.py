@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""On-device numbers: the streaming step exported to ExecuTorch (XNNPACK), fp32 and int8, side by side.
+"""Accuracy of exported programs: the streaming step in ExecuTorch (XNNPACK), fp32 and int8, beside eager.
 
 For each quantization (none = fp32, dynamic int8) the
 model's streaming step is exported, then the same held-out utterances are streamed through
@@ -11,8 +11,8 @@ with greedy decoding and no two-pass re-decoding, so every row is the exported s
 program size, export time, greedy WER/CER, share of utterances whose text equals the eager text,
 and compute per audio second (RTF) at the given thread count.
 
-    python tools/bench/export.py --limit 60                       # bundled demo-en, cached 0.32 s
-    python tools/bench/export.py --streaming window --chunk 0.64 --quantize none dynamic
+    python tools/eval/program.py --limit 60                       # bundled demo-en, cached 0.32 s
+    python tools/eval/program.py --streaming window --chunk 0.64 --quantize none dynamic
 """
 
 from __future__ import annotations
