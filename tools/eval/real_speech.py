@@ -4,6 +4,9 @@
 By default the set is the Asterisk English prompts: one professional speaker reading ~560 telephony
 prompts (Debian: asterisk-core-sounds-en-g722 for 16-kHz audio, asterisk-core-sounds-en for the
 transcripts). They are the project's real-speech TEST set: nothing is ever trained or tuned on them.
+`--language es|fr|it|ru` takes that language's prompts instead (asterisk-core-sounds-<lang>[-g722]),
+scored in the model's own script (references and hypotheses normalized for its vocabulary; a
+per-character vocabulary is scored per character); the English peers are left out there.
 `--manifest` evaluates any manifest instead (e.g. the synthetic held-out test split).
 
     python tools/eval/real_speech.py                                   # bundled model vs the peers
@@ -11,6 +14,7 @@ transcripts). They are the project's real-speech TEST set: nothing is ever train
     python tools/eval/real_speech.py --manifest data/corpus-test/test.tsv --limit 200
     python tools/eval/real_speech.py --no-whisper --no-pocketsphinx --no-lm
     python tools/eval/real_speech.py --write-manifest data/asterisk/asterisk.tsv   # for tools/eval/streaming.py
+    python tools/eval/real_speech.py --language ru --model runs/xlsr-ru/best --lm runs/xlsr-ru/lm/lm.binary
 
 Peers are an optional extra (`pip install 'streamer[peers]'`), never a runtime dependency:
 * pocketsphinx 5 with its default US English model;
@@ -47,37 +51,44 @@ from streamer.constants import SAMPLE_RATE
 from streamer.metrics import corpus_rates
 from streamer.text import normalize_text
 
-SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
-TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
-CACHE = Path("data/asterisk")
+#: The voice folder of each language's prompts (Debian's asterisk-core-sounds-<lang>-g722).
+VOICES = {"en": "en_US_f_Allison", "es": "es_MX_f_Allison", "fr": "fr_CA_f_June", "it": "it_IT_m_Carlo",
+          "ru": "ru_RU_f_IvrvoiceRU"}
+SOUNDS_ROOT = Path("/usr/share/asterisk/sounds")
+DOCS = Path("/usr/share/doc")
 PEER_CACHE = Path("data/peer_cache")
 
 
-def read_prompts() -> list[tuple[str, str]]:
-    """(key, normalized text) of every spoken prompt whose audio exists (tones and silences skipped)."""
-    if not TRANSCRIPTS.is_file() or not SOUNDS.is_dir():
-        sys.exit("the Asterisk prompts are not installed: apt-get install asterisk-core-sounds-en asterisk-core-sounds-en-g722")
+def cache_folder(language: str) -> Path:
+    """Where a language's prompts are decoded to WAV once."""
+    return Path("data/asterisk") if language == "en" else Path(f"data/asterisk-{language}")
+
+
+def read_prompts(language: str = "en") -> list[tuple[str, str]]:
+    """(key, text as written) of every spoken prompt whose audio exists (tones and silences skipped)."""
+    sounds = SOUNDS_ROOT / VOICES[language]
+    transcripts = DOCS / f"asterisk-core-sounds-{language}" / f"core-sounds-{language}.txt.gz"
+    if not transcripts.is_file() or not sounds.is_dir():
+        sys.exit(f"the {language} Asterisk prompts are not installed: apt-get install "
+                 f"asterisk-core-sounds-{language} asterisk-core-sounds-{language}-g722")
     out = []
-    for line in gzip.open(TRANSCRIPTS, "rt", encoding="utf-8", errors="replace"):
+    for line in gzip.open(transcripts, "rt", encoding="utf-8", errors="replace"):
         if not line.strip() or line.startswith(";") or ":" not in line:
             continue
-        key, text = line.split(":", 1)
-        text = text.strip()
-        if not text or text.startswith("[") or not (SOUNDS / f"{key.strip()}.g722").is_file():
-            continue
-        norm = normalize_text(text)
-        if norm:
-            out.append((key.strip(), norm))
+        key, text = (x.strip() for x in line.split(":", 1))
+        if text and not text.startswith("[") and (sounds / f"{key}.g722").is_file():
+            out.append((key, text))
     return out
 
 
-def decode_g722(key: str) -> Path:
+def decode_g722(key: str, language: str = "en") -> Path:
     """16-kHz mono WAV of a prompt, decoded once with ffmpeg into the cache."""
-    wav = CACHE / f"{key}.wav"
+    wav = cache_folder(language) / f"{key}.wav"
     if not wav.is_file():
         wav.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "g722", "-i", str(SOUNDS / f"{key}.g722"),
-                        "-ar", "16000", "-ac", "1", str(wav)], check=True)
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "g722", "-i",
+                        str(SOUNDS_ROOT / VOICES[language] / f"{key}.g722"), "-ar", str(SAMPLE_RATE), "-ac", "1",
+                        str(wav)], check=True)
     return wav
 
 
@@ -193,21 +204,28 @@ def whisper_transcribe(wavs: list[Path], threads: int) -> tuple[list[str], float
 
 
 def read_set(args: argparse.Namespace) -> tuple[str, list[str], list[Path]]:
-    """(name of the set, normalized references, 16-kHz WAV/FLAC paths)."""
+    """(name of the set, references as written, 16-kHz WAV/FLAC paths)."""
     if args.manifest:
         from streamer.train.data import read_manifest
-        utts = read_manifest(args.manifest)[: args.limit]
+        utts = read_manifest(args.manifest, normalize=False)[: args.limit]
         return str(args.manifest), [u.text for u in utts], [Path(u.path) for u in utts]
     if shutil.which("ffmpeg") is None:
         sys.exit("ffmpeg is needed to decode G.722: apt-get install ffmpeg")
-    prompts = read_prompts()[: args.limit]
-    return "Asterisk English prompts (real speech, one speaker)", [t for _, t in prompts], [decode_g722(k) for k, _ in prompts]
+    prompts = read_prompts(args.language)
+    if args.language == "en":  # prompts that are no words (a tone, a number alone in another script) are left out
+        prompts = [(k, t) for k, t in prompts if normalize_text(t)]
+    prompts = prompts[: args.limit]
+    name = "English" if args.language == "en" else f"'{args.language}'"
+    return (f"Asterisk {name} prompts (real speech, one speaker)", [t for _, t in prompts],
+            [decode_g722(k, args.language) for k, _ in prompts])
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", action="append", help="streamer model, repeatable (default: the bundled demo-en)")
     p.add_argument("--manifest", help="evaluate this manifest (path<TAB>text) instead of the Asterisk prompts")
+    p.add_argument("--language", default="en", choices=sorted(VOICES), help="the Asterisk prompts' language (default: en)")
+    p.add_argument("--lm", metavar="FILE", help="KenLM file for the beam+LM rows (default: each model's lm/ folder)")
     p.add_argument("--no-lm", action="store_true", help="streamer greedy decoding only")
     p.add_argument("--no-pocketsphinx", action="store_true")
     p.add_argument("--no-whisper", action="store_true")
@@ -232,31 +250,44 @@ def main() -> None:
     print(f"{name}: {len(refs)} utterances, {hours * 60:.1f} min")
 
     import streamer as st
+    from streamer.vocab import english_characters
+
+    english = args.language == "en"
     systems: dict[str, list[str]] = {}
     timing: dict[str, float] = {}
+    vocabs: dict[str, object] = {}
     for model in ([] if args.no_streamer else args.model or ["demo-en"]):
         for use_lm in (False,) if args.no_lm else (False, True):
             label = f"streamer {model} {'beam+LM' if use_lm else 'greedy'}"
-            rec = st.load(model, lm="auto" if use_lm else None)
+            rec = st.load(model, lm=(args.lm or "auto") if use_lm else None)
             if use_lm and rec.decoder_name == "greedy":
                 print(f"{model} ships no language model: skipping '{label}'")
                 continue
             t = time.perf_counter()
             systems[label] = [rec.transcribe(w).text for w in wavs]
             timing[label] = time.perf_counter() - t
-    if not args.no_pocketsphinx:
+            vocabs[label] = rec.vocab
+    if english and not args.no_pocketsphinx:
         systems["pocketsphinx 5 (en-us)"], timing["pocketsphinx 5 (en-us)"] = pocketsphinx_transcribe(wavs)
-    if not args.no_whisper:
+    if english and not args.no_whisper:
         systems["Whisper tiny.en (int8)"], timing["Whisper tiny.en (int8)"] = whisper_transcribe(wavs, args.threads)
 
     print("\n| system | WER | CER | RTF |\n|---|---|---|---|")
     for label, hyps in systems.items():
-        wer, cer = corpus_rates(zip(refs, hyps))
+        # References in the system's own script; hypotheses as written (a model writes its vocabulary)
+        vocab = vocabs.get(label, english_characters())
+        scored = [(normalize_text(r, vocab), h if english else normalize_text(h, vocab)) for r, h in zip(refs, hyps)]
+        if getattr(vocab, "per_character", False):  # characters are the words of such a script
+            wer = corpus_rates((" ".join(r), " ".join(h)) for r, h in scored)[0]
+            cer = corpus_rates(scored)[1]
+        else:
+            wer, cer = corpus_rates(scored)
         print(f"| {label} | {wer:.3f} | {cer:.3f} | {timing[label] / (hours * 3600):.3f} |")
     if args.out:
         with open(args.out, "w") as f:
             for i, (w, ref) in enumerate(zip(wavs, refs)):
-                f.write(json.dumps({"file": str(w), "ref": ref, **{n: h[i] for n, h in systems.items()}}) + "\n")
+                f.write(json.dumps({"file": str(w), "ref": ref, **{n: h[i] for n, h in systems.items()}},
+                                   ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":
