@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from conftest import make_hf_checkpoint
-from streamer.checkpoint import load_checkpoint
+from streamer.checkpoint import load_checkpoint, save_checkpoint
 from streamer.train.data import length_batches, read_manifest
 from streamer.train.masking import DynamicChunkConfig, SpecAugmentConfig
 from streamer.train.config import TrainConfig
@@ -159,3 +159,19 @@ def test_resume_refuses_a_checkpoint_that_would_run_code(corpus, tmp_path, monke
     with pytest.raises(CheckpointError, match="not a training checkpoint"):
         train(_config(corpus, out, preset="tiny", max_steps=2, warmup_steps=1), show_progress=False)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_model_folder_is_never_a_run_folder(corpus, tmp_path):
+    """--out naming a model folder is refused before anything is written; a run resumes in its own."""
+    from streamer.errors import ConfigError
+
+    model = tmp_path / "model"
+    save_checkpoint(model, load_checkpoint("demo-en").model, load_checkpoint("demo-en").vocab)
+    before = {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()}
+    with pytest.raises(ConfigError, match="not a training run's"):
+        train(_config(corpus, model, preset="tiny", max_steps=2, warmup_steps=1), show_progress=False)
+    assert {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()} == before
+    with pytest.raises(ConfigError, match="differ"):  # a run trained with other settings is not resumed
+        out = tmp_path / "run"
+        train(_config(corpus, out, preset="tiny", max_steps=2, warmup_steps=1), show_progress=False)
+        train(_config(corpus, out, preset="tiny", max_steps=3, warmup_steps=1, peak_lr=1e-2), show_progress=False)

@@ -184,6 +184,36 @@ def _save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+#: What a run folder holds (anything else there means it is not this run's folder).
+RUN_FILES = frozenset({"checkpoint.pt", ".checkpoint.pt.tmp", "config.json", "vocabulary.json", "vocab.json",
+                       "log.jsonl", "best", "last"})
+
+
+def _check_run_folder(out: Path) -> None:
+    """Refuses a run folder that holds anything but a training run's own files (a model folder, say:
+    training would overwrite its config.json and vocabulary).
+
+    Raises:
+        ConfigError: Foreign files in ``out``, or a ``config.json`` that is not a training run's.
+    """
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ConfigError(f"--out: expected a folder for the run, found a file at {out}")
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)
+    config = out / "config.json"
+    if not foreign and config.is_file():
+        try:
+            saved = json.loads(config.read_text(encoding="utf-8"))
+        except ValueError:
+            saved = None
+        if not isinstance(saved, dict) or "train_manifests" not in saved:
+            foreign = ["config.json (not a training run's)"]
+    if foreign:
+        raise ConfigError(f"--out: {out} holds files that are not a training run's ({', '.join(foreign[:5])}); "
+                          "give a new or empty folder, or the folder of a run to resume")
+
+
 def _device(cfg: TrainConfig) -> torch.device:
     if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
@@ -219,8 +249,9 @@ def train(cfg: TrainConfig, show_progress: bool = True, log: Callable[[str], Non
         ConfigError: No usable training data, or a resumed run whose configuration differs in
             something that shapes the model or its data.
     """
-    device = _device(cfg)
     out = Path(cfg.out_dir)
+    _check_run_folder(out)
+    device = _device(cfg)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
     saved = load_training_checkpoint(ckpt_path) if ckpt_path.is_file() else None
