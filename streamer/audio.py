@@ -35,7 +35,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from streamer.constants import INT16_FULL_SCALE, SAMPLE_RATE
-from streamer.errors import AudioError
+from streamer.errors import AudioError, ConfigError
 
 #: Extensions routed straight to ffmpeg (libsndfile cannot read them).
 FFMPEG_ONLY = (".m4a", ".aac", ".mp4", ".m4b", ".wma", ".webm", ".mkv", ".amr", ".3gp")
@@ -193,6 +193,21 @@ class StreamResampler:
         if self._soxr is None:
             return x
         return np.asarray(self._soxr.resample_chunk(x, last=last), dtype=np.float32)
+
+
+def resampler_for(current: StreamResampler | None, rate: object, name: str) -> StreamResampler:
+    """The resampler of a stream's next block: a new one for the first block, the same one after.
+
+    Raises:
+        AudioError: A bad sample rate (`check_sample_rate`).
+        ConfigError: A rate different from the stream's earlier blocks.
+    """
+    rate = check_sample_rate(rate, f"{name} sample_rate")
+    if current is None:
+        return StreamResampler(rate)
+    if current.rate != rate:
+        raise ConfigError(f"{name}: sample rate changed from {current.rate} to {rate} Hz; use one rate per stream")
+    return current
 
 
 def prepare_array(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, name: str = "array") -> np.ndarray:

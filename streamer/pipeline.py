@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from streamer.audio import StreamResampler, check_sample_rate
+from streamer.audio import StreamResampler, resampler_for
 from streamer.constants import SAMPLE_RATE
 from streamer.errors import ConfigError
 from streamer.grid import XLSR_GRID, FrameGrid
@@ -180,12 +180,7 @@ class FramePipeline:
         """
         if self._finished:
             raise ConfigError("stream: accept_waveform after input_finished; create a new stream")
-        rate = check_sample_rate(sample_rate, "stream sample_rate")
-        if self._resampler is None:
-            self._resampler = StreamResampler(rate)
-        elif self._resampler.rate != rate:
-            raise ConfigError(f"stream: sample rate changed from {self._resampler.rate} to {rate} Hz; "
-                              "use one rate per stream")
+        self._resampler = resampler_for(self._resampler, sample_rate, "stream")
         x = self._resampler(np.asarray(samples, dtype=np.float32))
         self.samples_received += len(x)
         if self._discard:  # samples between a skip target and the next whole hop

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from streamer.audio import StreamResampler, read_block
+from streamer.audio import StreamResampler, read_block, resampler_for
 from streamer.constants import SAMPLE_RATE
 from streamer.errors import ConfigError
 from streamer.frontend.vad import VAD_FRAME_SAMPLES, Vad, VadConfig
@@ -95,10 +95,7 @@ class VadFrontEnd:
             AudioError: Unsupported samples.
             ConfigError: A bad sample rate, or a rate different from earlier blocks.
         """
-        if self._resampler is None:
-            self._resampler = StreamResampler(sample_rate)
-        elif self._resampler.rate != sample_rate:
-            raise ConfigError(f"front-end: sample rate changed from {self._resampler.rate} to {sample_rate} Hz")
+        self._resampler = resampler_for(self._resampler, sample_rate, "front-end")
         x = self._resampler(read_block(block, "front-end"))
         return self._consume(x)
 

@@ -214,7 +214,7 @@ def teacher_gap(model: Wav2Vec2CTC, heads: DistillHeads, bank: Any, batch_second
         t = cfg.num_frames(width)
         _, flen, encoded, tapped = masked_forward(model, wave, n, torch.ones(t, t, dtype=torch.bool, device=wave.device),
                                                   taps=heads.taps)
-        centre = torch.arange(t, device=wave.device) * cfg.hop_samples + cfg.receptive_field_samples // 2
+        centre = frame_centres(cfg, t, wave.device)
         ones, zeros = torch.ones(len(idx), device=wave.device), torch.zeros(len(idx), dtype=torch.long, device=wave.device)
         aligned = [align_targets(*bank.targets(rows, k), centre, ones, zeros, meta.hop, flen)
                    for k, meta in enumerate(heads.metas)]
@@ -257,6 +257,11 @@ class StepBatch:
     """(B,) float, 1 on rows with a transcript (device)."""
     teacher: tuple[tuple[Tensor, Tensor], ...] = ()
     """Per distillation target: (B, T, C) targets on the student's frames and the (B, T) mask."""
+
+
+def frame_centres(config: Any, frames: int, device: torch.device) -> Tensor:
+    """(T,) the sample at the centre of each of a model's first ``frames`` frames (hop t + field / 2)."""
+    return torch.arange(frames, device=device) * config.hop_samples + config.receptive_field_samples // 2
 
 
 def align_targets(values: Tensor, frames: Tensor, centre: Tensor, scale: Tensor, lead: Tensor, hop: int,
@@ -401,8 +406,7 @@ class TrainStep:
             if speed is not None and len(speed.rows):
                 scale[speed.rows] = speed.p / speed.q
             scale_d = torch.from_numpy(scale).to(self.device)
-            centre = (torch.arange(frames, device=self.device) * model.config.hop_samples
-                      + model.config.receptive_field_samples // 2)
+            centre = frame_centres(model.config, frames, self.device)
             teacher = tuple(
                 align_targets(*self.source.targets(rows, k), centre, scale_d, lead_d, meta.hop, flen)
                 for k, meta in enumerate(self.metas))
