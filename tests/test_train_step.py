@@ -31,6 +31,7 @@ from streamer.train.bank import AudioBank, ShapeBuckets
 from streamer.train.masking import DynamicChunkConfig, chunk_allowed, time_span_mask
 from streamer.train.pack import check_pack, pack_corpus
 from streamer.train.step import masked_forward
+from streamer.train.targets import target_frames
 from streamer.vocab import english_characters
 
 SR = 16000
@@ -353,6 +354,49 @@ def test_distillation_learns_stored_targets_with_and_without_transcripts(corpus,
             assert set(gaps) == {"dev", str(untranscribed)}
             assert gaps["dev"][0] == pytest.approx(gaps[str(untranscribed)][0], rel=1e-4)
             assert gaps["dev"][0] < 0.8 * constant
+
+
+def _band_energies(wave: np.ndarray, bands: int = 16) -> np.ndarray:
+    """A stand-in for a teacher's conv stem: log energy in ``bands`` bands per 20-ms frame."""
+    n = target_frames(len(wave), 320)
+    padded = np.pad(wave, (200, 200 + 320 * n))
+    frames = np.stack([padded[i * 320: i * 320 + 400] * np.hanning(400) for i in range(n)])
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    return np.log(np.stack([b.sum(1) for b in np.array_split(power, bands, axis=1)], 1) + 1e-6).astype(np.float32) / 10
+
+
+def test_a_front_end_run_teaches_only_the_front_end(corpus, tmp_path):
+    """CTC off and one direct target on the projected features: only the conv front-end and its
+    projection learn; the transformer and the CTC head stay exactly as they started."""
+    from streamer.checkpoint import load_checkpoint, save_checkpoint
+    from streamer.train.config import DistillConfig, DistillTarget, TrainConfig
+    from streamer.train.data import load_waveform, read_manifest
+    from streamer.train.masking import SpecAugmentConfig
+    from streamer.train.run import train
+    from streamer.train.targets import StoreMeta, TargetWriter, audio_key
+
+    torch.manual_seed(0)
+    start = Wav2Vec2CTC(tiny_config(vocab_size=len(english_characters())))
+    start.reset_parameters()
+    save_checkpoint(tmp_path / "start", start, english_characters())
+    writer = TargetWriter(tmp_path / "bands", StoreMeta("bands", "states", 16, 320))
+    for u in read_manifest(corpus):
+        wave = load_waveform(u.path)
+        writer.add(audio_key(wave), _band_energies(wave))
+    writer.close()
+    distill = DistillConfig((DistillTarget(str(tmp_path / "bands"), layer=0, direct=True),), ctc_weight=0.0)
+    cfg = TrainConfig(train_manifests=(str(corpus),), out_dir=str(tmp_path / "run"), init_from=str(tmp_path / "start"),
+                      max_steps=30, warmup_steps=2, peak_lr=1e-2, max_batch_seconds=12.0, buckets=2, eval_every=30,
+                      log_every=5, augment=None, threads=1, seed=0, specaugment=SpecAugmentConfig(time_prob=0.0),
+                      distill=distill)
+    train(cfg, show_progress=False)
+    logged = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines() if '"loss"' in x]
+    curve = [x["distill0"] for x in logged]
+    assert curve[-1] < 0.7 * curve[0], curve
+    before = start.state_dict()
+    after = load_checkpoint(tmp_path / "run" / "last").model.state_dict()
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"feature_extractor", "feature_projection"}, changed
 
 
 def test_file_rows_equal_memory_rows(corpus):

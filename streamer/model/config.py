@@ -245,6 +245,20 @@ def demo_small_config(vocab_size: int = 30) -> EncoderConfig:
     )
 
 
+def student_384_config(vocab_size: int = 30) -> EncoderConfig:
+    """A Whisper-tiny-sized student (13M parameters): 384 wide with 6 heads and a 1536-wide
+    feed-forward, so its first four layers can be Whisper tiny.en's own; two more layers on top.
+
+    The conv front-end's last two kernels are 5 wide, so a frame sees 1120 samples (70 ms), enough
+    to reproduce Whisper's conv stem (log-mel frames of 25 ms, two 3-tap convs: 65 ms).
+    """
+    return EncoderConfig(
+        conv_dim=(128, 128, 192, 256, 384, 384, 384), conv_kernel=(10, 3, 3, 3, 3, 5, 5), hidden_size=384,
+        num_layers=6, num_heads=6, intermediate_size=1536, pos_conv_kernel=32, pos_conv_groups=16,
+        pos_conv_causal=True, stable_layer_norm=True, vocab_size=vocab_size,
+    )
+
+
 def tiny_config(vocab_size: int = 30, **overrides: object) -> EncoderConfig:
     """A few-thousand-parameter model for tests."""
     base = dict(conv_dim=(8, 8, 8, 8, 8, 8, 16), hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
@@ -258,5 +272,6 @@ PRESETS = {
     "demo-small": demo_small_config,
     "xlsr53-large": xlsr53_large_config,
     "wav2vec2-base": wav2vec2_base_config,
+    "student-384": student_384_config,
     "tiny": tiny_config,
 }

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from streamer.errors import ConfigError
 from streamer.model.config import PRESETS, DropoutConfig
 from streamer.train.config import DistillConfig, DistillTarget, TrainConfig
 from streamer.train.augment import AugmentConfig
@@ -37,14 +38,26 @@ _DISTILL = {f.name: f.default for f in dataclasses.fields(DistillConfig) if f.de
 
 
 def _distill_target(text: str) -> DistillTarget:
-    """``STORE[:WEIGHT[:LAYER]]`` → a `DistillTarget` (LAYER: a transformer layer count, or ``final``)."""
+    """``STORE[:WEIGHT[:LAYER[:HEAD]]]`` → a `DistillTarget`.
+
+    LAYER: a transformer layer count, 0 (the projected conv features) or ``final``; HEAD: ``linear``
+    (default), a hidden width for a two-layer head, or ``direct`` (no head).
+    """
     parts = text.split(":")
+    usage = f"expected STORE[:WEIGHT[:LAYER[:HEAD]]] (HEAD: linear, direct or a width), found {text!r}"
+    if len(parts) > 4:
+        raise argparse.ArgumentTypeError(usage)
+    head = parts[3] if len(parts) > 3 and parts[3] else "linear"
     try:
         weight = float(parts[1]) if len(parts) > 1 and parts[1] else 1.0
         layer = int(parts[2]) if len(parts) > 2 and parts[2] not in ("", "final") else None
+        hidden = 0 if head in ("linear", "direct") else int(head)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected STORE[:WEIGHT[:LAYER]], found {text!r}") from None
-    return DistillTarget(parts[0], weight, layer)
+        raise argparse.ArgumentTypeError(usage) from None
+    try:
+        return DistillTarget(parts[0], weight, layer, head_hidden=hidden, direct=head == "direct")
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,6 +69,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--preset", default=_D["preset"], choices=sorted(PRESETS), help="model shape from scratch (default: %(default)s)")
     g.add_argument("--init-from", metavar="MODEL", help="pre-trained or fine-tuned wav2vec2/XLSR/streamer folder or hub id to start from; its CTC head is kept when its vocabulary matches (warm restart), else a new head is trained")
+    p.add_argument("--transplant", choices=["whisper-tiny.en"],
+                   help="start the preset's first transformer layers from this teacher's (needs the distill extra; "
+                        "then teach the front-end with --distill STORE:1:0:direct --ctc-weight 0, see docs/training.md)")
     p.add_argument("--vocab", metavar="VOCAB_JSON", help="output vocabulary (Hugging Face vocab.json); default: the fine-tuning source's when it fits the training text, else built from the training text")
     p.add_argument("--language", metavar="CODE", help="ISO 639-1 code of the training language (stored with a new vocabulary; digits are spelled in it; a source head for another language is replaced)")
     p.add_argument("--centred-pos-conv", action="store_true", help="centred positional conv (default: causal, for exact cached streaming)")
@@ -85,9 +101,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="shuffle the first epoch too (default: shortest utterances first, which helps a run from scratch)")
     p.add_argument("--clean-steps", type=int, default=_D["clean_steps"],
                    help="first steps without augmentation, masks or chunked attention (default: %(default)s)")
-    p.add_argument("--distill", action="append", type=_distill_target, metavar="STORE[:WEIGHT[:LAYER]]",
+    p.add_argument("--distill", action="append", type=_distill_target, metavar="STORE[:WEIGHT[:LAYER[:HEAD]]]",
                    help="learn a teacher's stored targets (tools/data/teacher_targets.py) through a small head on the "
-                        "final encoder output or after LAYER transformer layers; repeat for several teachers")
+                        "final encoder output, after LAYER transformer layers, or on the projected conv features "
+                        "(LAYER 0); HEAD: linear (default), a hidden width, or direct (no head); repeat for several teachers")
     p.add_argument("--ctc-weight", type=float, default=_DISTILL["ctc_weight"], help="CTC loss weight with --distill (default: %(default)s)")
     p.add_argument("--distill-decay-steps", type=int, default=_DISTILL["decay_steps"],
                    help="steps over which the distillation weights fall to --distill-final-ratio (default: %(default)s = constant)")
@@ -113,7 +130,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                                 final_ratio=args.distill_final_ratio, heldout=tuple(args.distill_heldout))
     return TrainConfig(
         train_manifests=tuple(args.train), dev_manifest=args.dev, out_dir=args.out, preset=args.preset,
-        init_from=args.init_from, vocab_path=args.vocab, language=args.language, causal_pos_conv=not args.centred_pos_conv,
+        init_from=args.init_from, transplant=args.transplant, vocab_path=args.vocab, language=args.language, causal_pos_conv=not args.centred_pos_conv,
         freeze_feature_encoder=args.freeze_feature_encoder, max_steps=args.max_steps, peak_lr=args.peak_lr,
         warmup_steps=args.warmup_steps, final_lr_ratio=args.final_lr_ratio,
         time_budget_minutes=args.time_budget_minutes, max_batch_seconds=args.batch_seconds,

