@@ -271,3 +271,24 @@ def test_lm_at_weight_zero_is_the_lm_free_search(zero_weight_decoders, data, lan
         beam8_lm.advance(state, logits[lo:hi])
         beam8_lm.partial(state)
     assert beam8_lm.finalize(state) == beam8_lm.decode(logits)
+
+
+def test_cost_per_chunk_does_not_grow_with_utterance_length(lang, model_with_lm):
+    """Work counted by the decoder (beam extensions, scorings, tree steps) per 1-s chunk of a 30-s
+    utterance that says the LM's sentence again and again: flat, with a short tentative tail."""
+    rec = Recognizer.load(model_with_lm)
+    second = _spelling_logits(rec.vocab, LANGUAGES[lang]["sentence"], seed=3)
+    blank = np.zeros((50 - len(second), len(rec.vocab)))
+    blank[:, rec.vocab.blank_id] = 6.0
+    logits = np.tile(np.concatenate([second, blank]), (30, 1))
+    decoder = rec.decoder
+    state = decoder.new_state()
+    work, depth = [], []
+    for i in range(0, len(logits), 50):
+        decoder.advance(state, logits[i:i + 50])
+        decoder.partial(state)
+        work.append(state.last_work)
+        depth.append(state.uncommitted_depth)
+    assert np.mean(work[-10:]) <= 1.2 * np.mean(work[2:12]), work
+    assert max(depth) <= 2 * len(LANGUAGES[lang]["sentence"])
+    assert "".join(w.text for w in state.committed_words).startswith(LANGUAGES[lang]["sentence"] * 20)

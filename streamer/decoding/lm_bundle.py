@@ -164,7 +164,7 @@ class LmBundle:
         """
         need = lm_unit_for(vocab)
         if self.unit is not None and self.unit != need:
-            why = ("its words are characters (a script written without spaces)" if need == "character"
+            why = ("its words are characters: a script written without spaces" if need == "character"
                    else "it writes words separated by spaces")
             raise ConfigError(
                 f"lm: expected a {need} LM for this model's vocabulary ({why}), found one recorded as a "
