@@ -25,7 +25,7 @@ One row per language and length (``--languages``, default ``en zh``):
 * ``en``: the English character vocabulary (blank, unk, delimiter, a-z, '), pseudo-words of 1-3
   syllables, a word 3-gram. ``--lm`` and ``--logits`` replace its LM and its logits.
 * ``zh``: a vocabulary of ``--zh-chars`` CJK characters and no delimiter (`Vocabulary.per_character`,
-  the size of a Chinese XLSR fine-tune's), pseudo-words of 1-3 characters written without spaces,
+  a Chinese XLSR fine-tune has a few thousand), pseudo-words of 1-3 characters written without spaces,
   and a character 3-gram built by ``build_lm`` for that vocabulary: the per-character search, where
   the LM scores every emitted character. The spoken token's logit bonus is ``--peak`` + ln(V / 30),
   so that it gets the probability it has among the 30 English tokens.
