@@ -198,7 +198,8 @@ def decoder_words(text: str, vocab: "Vocabulary") -> str:
     """Text as the beam search and the language model see it: `normalize_text` for ``vocab``, and for
     a per-character vocabulary its characters separated by spaces (each character is a word).
 
-    LM text (`streamer.decoding.build_lm.build_lm`) and hotwords go through this one function.
+    LM text (`streamer.decoding.build_lm.build_lm`) and word hotwords go through this one function (the
+    beam search matches a per-character vocabulary's hotwords as `normalize_text` character sequences).
     """
     norm = normalize_text(text, vocab)
     return " ".join(norm) if vocab.per_character else norm

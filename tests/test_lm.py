@@ -77,7 +77,7 @@ def test_build_lm_argument_errors(tmp_path):
         build_lm(corpus, tmp_path / "lm.binary", order=3, prune=[1, 1])
     with pytest.raises(ConfigError, match="no file"):
         build_lm(tmp_path / "missing.txt", tmp_path / "lm.binary")
-    assert main(["build", str(corpus)]) == 2  # -o is required
+    assert main(["build", str(corpus)]) == 2  # -o is required without a model folder
     with pytest.raises(ConfigError, match="quantize_bits"):
         build_lm(corpus, tmp_path / "lm.binary", quantize_bits=40)
     with pytest.raises(ConfigError, match="only binary"):

@@ -1,6 +1,6 @@
 """Languages beyond English: text normalization by vocabulary, vocabularies for training, LMs in any
-script, and German (umlauts, ß), Russian (Cyrillic) and Chinese (no word delimiter) end to end on
-random-weight checkpoints built like the parity fixtures.
+script, and German (umlauts, ß), Russian (Cyrillic), Chinese and Japanese (no spaces: words are
+characters) end to end on random-weight checkpoints built like the parity fixtures.
 """
 
 from __future__ import annotations
@@ -77,11 +77,22 @@ LANGUAGES = {
         "confusable": ("北京", "北中"),
         "hotword": ("谢", "再"),
     },
+    "ja": {
+        "letters": "こんにちはありがとう私東京大阪へ行きます日本語を話しでい学校おようござっ",
+        "espeak": "ja",  # reads kana, not kanji: the training sentences are in kana
+        "train": ["こんにちは。", "ありがとう。", "がっこうへいきます。", "おはようございます。"],
+        "lm_text": ["私は東京へ行きます。", "私は大阪へ行きます。", "東京は大きいです。", "日本へ行きます。",
+                    "学校へ行きます。"],
+        "sentence": "私は東京へ行きます",
+        "confusable": ("東京", "東大"),
+        "hotword": ("学校", "学行"),
+    },
 }
 
 
 def _hf_vocab(lang: str) -> dict[str, int]:
-    """A Hugging Face style vocab.json for a language (Chinese keeps a '|', as real zh-CN fine-tunes do)."""
+    """A Hugging Face style vocab.json for a language (Chinese and Japanese keep a '|', as real zh-CN and
+    ja fine-tunes do)."""
     tokens = ["<pad>", "<s>", "</s>", "<unk>", "|"] + sorted(set(LANGUAGES[lang]["letters"]))
     return {t: i for i, t in enumerate(tokens)}
 
@@ -224,10 +235,10 @@ def test_load_and_transcribe_writes_the_script(language, checkpoint):
     text = rec.transcribe(wave).text
     letters = set(LANGUAGES[language]["letters"])
     assert text and set(text.replace(" ", "")) <= letters, text
-    if language == "zh":  # words are characters: no spaces, even where the model emits its '|'
+    if language in ("zh", "ja"):  # words are characters: no spaces, even where the model emits its '|'
         assert " " not in text and rec.vocab.per_character
     sample = {"de": ("Grüße aus der Straße", "grüße aus der straße"), "ru": ("Ещё раз", "ещё раз"),
-              "zh": ("你好， 世界", "你好世界")}[language]
+              "zh": ("你好， 世界", "你好世界"), "ja": ("東京へ、 行きます！", "東京へ行きます")}[language]
     assert normalize_text(sample[0], rec.vocab) == sample[1]  # references are scored in the model's script
     assert model_vocabulary(checkpoint) == rec.vocab
 
@@ -289,22 +300,23 @@ def test_lm_is_built_in_the_vocabulary(language, checkpoint, kenlm_tools, tmp_pa
     words = set(load_unigrams(lm_path.with_suffix(".unigrams.txt")))
     texts = [normalize_text(line, vocab) for line in LANGUAGES[language]["lm_text"]]
     expected = {c for t in texts for c in t} if vocab.per_character else {w for t in texts for w in t.split()}
-    assert words == expected  # Cyrillic / umlauts kept; one word per character for Chinese
+    assert words == expected  # Cyrillic / umlauts kept; one word per character for Chinese and Japanese
     if language == "de":
         assert {"straße", "über", "läuft", "müde", "brücke"} <= words
-    if language == "zh":
+    if vocab.per_character:
         import kenlm
         lm = kenlm.Model(str(lm_path))
-        # character n-grams: a seen character sequence beats the same characters shuffled
-        assert lm.score("我 爱 北 京", bos=True, eos=True) > lm.score("京 北 爱 我", bos=True, eos=True)
+        # character n-grams: a seen character sequence beats the same characters reversed
+        chars = list(LANGUAGES[language]["sentence"])
+        assert lm.score(" ".join(chars), bos=True, eos=True) > lm.score(" ".join(chars[::-1]), bos=True, eos=True)
 
 
 @pytest.mark.parametrize("lang,vocab_kind", [("de", "checkpoint"), ("ru", "checkpoint"), ("zh", "checkpoint"),
-                                             ("zh", "no delimiter")])
+                                             ("zh", "no delimiter"), ("ja", "checkpoint"), ("ja", "no delimiter")])
 def test_beam_search_with_lm_and_hotwords(lang, vocab_kind, kenlm_tools, tmp_path):
-    """An LM in the script fixes a confusable word and a hotword in the script wins. Chinese is searched
-    per character (each character a word of a character LM) with its checkpoint's '|' and without any
-    delimiter (a vocabulary built from text), and its results have no spaces."""
+    """An LM in the script fixes a confusable word and a hotword in the script wins. Chinese and Japanese
+    are searched per character (each character a word of a character LM) with their checkpoint's '|' and
+    without any delimiter (a vocabulary built from text), and their results have no spaces."""
     from streamer.decoding.beam import BeamSearchDecoder, DecoderConfig
     from streamer.decoding.lm_bundle import LmBundle
 
@@ -331,6 +343,7 @@ def test_beam_search_with_lm_and_hotwords(lang, vocab_kind, kenlm_tools, tmp_pat
     assert (unboosted, boosted) == (cold, hot)  # a hotword in the script, given in capitals
 
 
+@pytest.mark.parametrize("language", ["de", "ru", "zh", pytest.param("ja", marks=pytest.mark.slow)])
 def test_fine_tuning_in_the_language(language, tmp_path):
     """A few steps on a tiny espeak-ng manifest: a fresh head on the language's letters, decreasing loss."""
     from streamer.checkpoint import load_checkpoint
@@ -370,7 +383,7 @@ def test_fine_tuning_in_the_language(language, tmp_path):
     letters = {c for t in info["train"] for c in normalize_text(t, load_checkpoint(tmp_path / "run" / "best").vocab)}
     assert letters - {" "} <= set(saved) and saved["<pad>"] == 0
     best = load_checkpoint(tmp_path / "run" / "best")
-    assert best.vocab.language == language and best.vocab.per_character == (language == "zh")
+    assert best.vocab.language == language and best.vocab.per_character == (language in ("zh", "ja"))
     assert best.vocab.tokens == tuple(sorted(saved, key=saved.__getitem__))
 
 

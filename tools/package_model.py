@@ -26,22 +26,26 @@ from streamer.checkpoint import load_checkpoint, save_checkpoint
 from streamer.decoding.beam import BeamSearchDecoder, DecoderConfig
 from streamer.decoding.build_lm import build_lm
 from streamer.decoding.lm_bundle import LM_FOLDER, LmBundle
-from streamer.metrics import ErrorRate, word_errors
+from streamer.metrics import ErrorRate, char_errors, word_errors
 from streamer.model.model import count_parameters
+from streamer.text import normalize_text
 from streamer.train.data import load_waveform, read_manifest
 
 
-def tune(vocab, logits: list[torch.Tensor], refs: list[str], lm: Path, unigrams: Path, beam: int,
+def tune(vocab, logits: list[torch.Tensor], refs: list[str], lm: LmBundle, beam: int,
          alphas: list[float], betas: list[float]) -> tuple[float, float, float, list[tuple[float, float, float]]]:
-    """Grid search of alpha/beta by dev WER; returns the best (alpha, beta, wer) and the whole grid."""
+    """Grid search of alpha/beta by dev WER (CER for a per-character vocabulary); returns the best
+    (alpha, beta, error rate) and the whole grid."""
+    errors, name = (char_errors, "CER") if vocab.per_character else (word_errors, "WER")
+    refs = [normalize_text(r, vocab) for r in refs]
     grid = []
     for a, b in itertools.product(alphas, betas):
-        dec = BeamSearchDecoder(vocab, DecoderConfig(beam_width=beam, alpha=a, beta=b), LmBundle(lm, unigrams))
+        dec = BeamSearchDecoder(vocab, DecoderConfig(beam_width=beam, alpha=a, beta=b), lm)
         err = ErrorRate(0, 0)
         for x, r in zip(logits, refs):
-            err = err + word_errors(r, dec.decode(x).text)
+            err = err + errors(r, dec.decode(x).text)
         grid.append((a, b, err.rate))
-        print(f"  alpha {a:.2f} beta {b:.2f}: dev WER {err.rate:.4f}", flush=True)
+        print(f"  alpha {a:.2f} beta {b:.2f}: dev {name} {err.rate:.4f}", flush=True)
     best = min(grid, key=lambda g: g[2])
     return best[0], best[1], best[2], grid
 
@@ -86,9 +90,9 @@ def main() -> None:
     if not args.lm_text:
         return
     built = build_lm(args.lm_text, out / LM_FOLDER / "lm.binary", order=args.order, prune=tuple(args.prune),
-                     quantize_bits=args.quantize or None)
+                     vocab=ck.vocab, quantize_bits=args.quantize or None)
     print(f"LM: {built}")
-    bundle = LmBundle.for_file(out / LM_FOLDER / "lm.binary", alpha=0.5, beta=1.0)
+    bundle = LmBundle.for_file(out / LM_FOLDER / "lm.binary", alpha=0.5, beta=1.0, unit=built.unit)
     facts = {"order": args.order, "prune": args.prune, "quantize_bits": args.quantize, "text": args.lm_text}
     if args.dev:
         utts = read_manifest(args.dev)[: args.dev_limit]
@@ -96,11 +100,12 @@ def main() -> None:
         with torch.no_grad():
             logits = [model(torch.from_numpy(load_waveform(u.path))[None])[0][0] for u in utts]
         refs = [u.text for u in utts]
-        a, b, wer, grid = tune(ck.vocab, logits, refs, bundle.kenlm, bundle.unigrams, args.beam, args.alphas, args.betas)
+        a, b, wer, grid = tune(ck.vocab, logits, refs, bundle, args.beam, args.alphas, args.betas)
         bundle = replace(bundle, alpha=a, beta=b)
-        facts.update({"tuned_on": f"{args.dev} (first {len(utts)})", "dev_wer": wer,
-                      "grid": [{"alpha": g[0], "beta": g[1], "wer": g[2]} for g in grid]})
-        print(f"tuned on dev: alpha {a}, beta {b}, dev WER {wer:.4f}")
+        metric = "cer" if ck.vocab.per_character else "wer"
+        facts.update({"tuned_on": f"{args.dev} (first {len(utts)})", f"dev_{metric}": wer,
+                      "grid": [{"alpha": g[0], "beta": g[1], metric: g[2]} for g in grid]})
+        print(f"tuned on dev: alpha {a}, beta {b}, dev {metric.upper()} {wer:.4f}")
     bundle.save(out, **facts)
 
 

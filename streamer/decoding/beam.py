@@ -60,10 +60,21 @@ word delimiter gets an extra empty word scored by the LM (an unknown word, about
 ``alpha x unk_score_offset`` nats). Models trained on labels without a trailing delimiter (the
 usual case) rarely end on one.
 
-Scripts written without spaces (`Vocabulary.per_character`: Chinese, Japanese, Thai) have no word
-to wait for: every character is a word. A new character completes the previous one, which is
-scored by the LM at once (a character n-gram model, see `streamer.decoding.build_lm`), and results join
-their words without spaces.
+Scripts written without spaces
+------------------------------
+For a vocabulary whose words are characters (`Vocabulary.per_character`: Chinese, Japanese, Thai;
+the rule `streamer.text.normalize_text` follows too) there is no word to wait for. Every emitted
+character is at once a word of the text: it gets its node, and a character n-gram LM (built by
+`streamer.decoding.build_lm` over space-separated characters; `LmBundle.unit` ``"character"``)
+scores it on that frame, ``alpha x (ln P(char | previous characters) + unk offset if unseen) +
+beta``. There are no partial words, so no partial-word score; at the end of the utterance each beam
+gets ``alpha x ln P(</s> | its last characters)``. With ``alpha = beta = 0`` the LM therefore adds
+exactly nothing and the search is the LM-free one. A delimiter token (Hugging Face vocabularies for
+these scripts often keep a ``|``) writes nothing. A hotword is a character sequence: the text
+gets ``hotword_weight`` for every place it ends with a whole hotword, and, while it ends with the
+first k characters of a hotword of n characters, ``hotword_weight x k / n`` (pyctcdecode's partial
+bonus). Results join their words (characters, with times) without spaces. Committing, forced
+commits, partials and finals are the same as for words.
 
 Input: logits or log-probabilities of shape (T, V), V = len(vocab); both are normalized with a
 log-softmax in float64 and clipped to [log 1e-15, 0], as pyctcdecode does for logits. (Plain
@@ -88,7 +99,7 @@ from streamer.decoding.base import (  # noqa: F401  (LOGP_FLOOR, MIN_TOKEN_PROB,
 from streamer.decoding.lm_bundle import LmBundle
 from streamer.errors import ConfigError, MissingDependencyError
 from streamer.results import Final, Partial, Word
-from streamer.text import decoder_words
+from streamer.text import decoder_words, normalize_text
 from streamer.vocab import Vocabulary
 
 _PLACEHOLDER = re.compile("\u2047\\d+")  # Vocabulary.labels() renders non-blank specials as '⁇N'
@@ -97,6 +108,8 @@ _NO_FRAMES = (-1, -1)
 #: at fixed absolute frame indices, so where the logits are cut into chunks does not matter.
 COMMIT_CHECK_FRAMES: int = 25
 _score_of = itemgetter(0)
+#: ln 10: KenLM scores are log10 (pyctcdecode's LOG_BASE_CHANGE_FACTOR).
+_LN10: float = math.log(10.0)
 
 
 def _log_add(a: float, b: float) -> float:
@@ -133,7 +146,8 @@ class DecoderConfig:
             best token (<= 0).
         prune_history: Keep a single beam per (last LM-order-1 words, partial word, last token):
             faster and commits sooner, but a less diverse n-best.
-        hotwords: Words or phrases to boost (each word of a phrase is boosted on its own); stored
+        hotwords: Words or phrases to boost (each word of a phrase is boosted on its own; for a
+            per-character vocabulary each space-free part is a character sequence); stored
             lower-cased with single spaces.
         hotword_weight: Bonus per hotword in the text, in nats (and a proportional bonus for a
             partial word that starts a hotword).
@@ -223,14 +237,17 @@ class _Node:
         hot_score: hotword_weight x hot_count (pyctcdecode's hotword score of the whole text).
         raw_lm: Cumulative LM score of the text (alpha, beta and unk offset applied, no hotwords).
         lm_state: KenLM state after the text (None without an LM).
-        text_score: raw_lm + hot_score: the text's LM and hotword score during the search.
+        hot_prefix: Per-character mode: the longest end of the text that starts a hotword ('' if none).
+        text_score: raw_lm + hot_score (+ the partial bonus of ``hot_prefix`` in per-character
+            mode): the text's LM and hotword score during the search.
     """
 
     __slots__ = ("word", "parent", "depth", "children", "tail", "hot_count", "hot_score", "raw_lm",
-                 "lm_state", "text_score")
+                 "lm_state", "hot_prefix", "text_score")
 
     def __init__(self, word: str, parent: "_Node | None", tail: tuple[str, ...], hot_count: int,
-                 hotword_weight: float, raw_lm: float, lm_state: Any) -> None:
+                 hotword_weight: float, raw_lm: float, lm_state: Any, hot_prefix: str = "",
+                 prefix_bonus: float = 0.0) -> None:
         self.word = word
         self.parent = parent
         self.depth = 0 if parent is None else parent.depth + 1
@@ -240,7 +257,10 @@ class _Node:
         self.hot_score = hotword_weight * hot_count
         self.raw_lm = raw_lm
         self.lm_state = lm_state
+        self.hot_prefix = hot_prefix
         self.text_score = raw_lm + self.hot_score
+        if prefix_bonus:
+            self.text_score += prefix_bonus
 
 
 # A beam between frames: (node, partial word, last token label, word frames, partial-word frames,
@@ -329,7 +349,8 @@ class BeamSearchDecoder:
             tuned alpha / beta apply where ``config`` leaves them None.
 
     Raises:
-        ConfigError: The vocabulary looks like BPE, or the LM's files cannot be read.
+        ConfigError: The vocabulary looks like BPE, the LM's files cannot be read, or the LM's
+            recorded unit (`LmBundle.unit`) does not fit the vocabulary.
         MissingDependencyError: pyctcdecode (or kenlm, with an LM) is not installed.
     """
 
@@ -365,13 +386,25 @@ class BeamSearchDecoder:
                 "with: pip install 'streamer[lm]' && pip install --no-deps pyctcdecode==0.5.0  (see tools/install.sh)"
             ) from err
         cfg = self.config
-        # Hotwords are normalized for the vocabulary like labels and LM text ('Ёлка' -> 'елка' without ё).
-        hotwords = [w for w in (decoder_words(h, vocab) for h in cfg.hotwords) if w]
+        alpha = DEFAULT_ALPHA if cfg.alpha is None else cfg.alpha
+        beta = DEFAULT_BETA if cfg.beta is None else cfg.beta
+        if lm is not None:
+            lm.check_unit(vocab)
+        self._char_hotwords: _CharacterHotwords | None = None
+        if self._per_character:
+            # Each space-free part of a hotword is a character sequence, normalized like the labels.
+            self._char_hotwords = _CharacterHotwords(
+                [w for h in cfg.hotwords for w in (normalize_text(part, vocab) for part in h.split()) if w])
+            hotwords: list[str] = []
+            self._lm = None if lm is None else _CharacterLM(
+                lm.kenlm_model(), lm.words(), alpha, beta, cfg.unk_score_offset, cfg.lm_score_boundary)
+        else:
+            # Hotwords are normalized for the vocabulary like labels and LM text ('Ёлка' -> 'елка' without ё).
+            hotwords = [w for w in (decoder_words(h, vocab) for h in cfg.hotwords) if w]
+            self._lm = None if lm is None else lm.language_model(alpha, beta, cfg.unk_score_offset,
+                                                                 cfg.lm_score_boundary)
         self._hotwords = HotwordScorer.build_scorer(hotwords, weight=cfg.hotword_weight)
         self._hot_words = frozenset(w for phrase in hotwords for w in phrase.split())
-        self._lm = None if lm is None else lm.language_model(
-            DEFAULT_ALPHA if cfg.alpha is None else cfg.alpha, DEFAULT_BETA if cfg.beta is None else cfg.beta,
-            cfg.unk_score_offset, cfg.lm_score_boundary)
         self._history = max(1, self._lm.order - 1) if self._lm is not None else 1
         self._partial_score = _partial_word_scorer(self._lm, self._hotwords, self._PARTIAL_CACHE_SIZE)
 
@@ -483,13 +516,24 @@ class BeamSearchDecoder:
         child = kids.get(word)
         if child is not None:
             return child, 0
-        hot_count = node.hot_count + (word in self._hot_words)
         tail = (node.tail + (word,))[-self._history:]
-        if self._lm is not None:
-            score, lm_state = self._lm.score(node.lm_state, word, is_last_word=False)
-            child = _Node(word, node, tail, hot_count, self.config.hotword_weight, node.raw_lm + score, lm_state)
+        weight = self.config.hotword_weight
+        if self._per_character:
+            hot = self._char_hotwords
+            prefix, ended = hot.advance(node.hot_prefix, word)
+            raw_lm, lm_state = 0.0, None
+            if self._lm is not None:
+                score, lm_state = self._lm.score(node.lm_state, word)
+                raw_lm = node.raw_lm + score
+            child = _Node(word, node, tail, node.hot_count + ended, weight, raw_lm, lm_state, prefix,
+                          weight * hot.partial_share(prefix))
         else:
-            child = _Node(word, node, tail, hot_count, self.config.hotword_weight, 0.0, None)
+            hot_count = node.hot_count + (word in self._hot_words)
+            if self._lm is not None:
+                score, lm_state = self._lm.score(node.lm_state, word, is_last_word=False)
+                child = _Node(word, node, tail, hot_count, weight, node.raw_lm + score, lm_state)
+            else:
+                child = _Node(word, node, tail, hot_count, weight, 0.0, None)
         kids[word] = child
         return child, 1
 
@@ -519,7 +563,14 @@ class BeamSearchDecoder:
                 ch = labels[idx]
                 work += len(beams)
                 for node, part, last, frames, pframes, score in beams:
-                    if ch == "" or last == ch:  # blank, or the same token again: no new character
+                    if per_character and ch and ch != " ":  # words are characters: no partial word
+                        if last == ch:  # the same character again: its word lasts one frame longer
+                            beam = (node, "", ch, ((frames[0][0], end), frames[1]), _NO_FRAMES, score + p)
+                        else:  # a new character is a word at once, scored by the LM now
+                            node, created = child(node, ch)
+                            work += created
+                            beam = (node, "", ch, ((frame, end), frames), _NO_FRAMES, score + p)
+                    elif ch == "" or last == ch:  # blank, or the same token again: no new character
                         beam = (node, part, ch, frames, pframes if ch == "" else (pframes[0], end), score + p)
                     elif ch == " ":  # word delimiter: the partial word becomes a word
                         if part:
@@ -528,10 +579,6 @@ class BeamSearchDecoder:
                             beam = (node, "", " ", (pframes, frames), _NO_FRAMES, score + p)
                         else:
                             beam = (node, "", " ", frames, _NO_FRAMES, score + p)
-                    elif per_character and part:  # words are characters: the previous one is complete
-                        node, created = child(node, part)
-                        work += created
-                        beam = (node, ch, ch, (pframes, frames), (frame, end), score + p)
                     else:  # a new character of the partial word
                         start = frame if pframes[0] < 0 else pframes[0]
                         beam = (node, part + ch, ch, frames, (start, end), score + p)
@@ -542,7 +589,10 @@ class BeamSearchDecoder:
                     else:  # pyctcdecode keeps the first one's place and the last one's frames
                         merged[key] = beam[:5] + (_log_add(old[5], beam[5]),)
             scored = []
-            if with_lm:
+            if per_character:  # no partial words: the text's score is all there is
+                for beam in merged.values():
+                    scored.append((beam[5] + beam[0].text_score, beam))
+            elif with_lm:
                 for beam in merged.values():
                     text_score = beam[0].text_score
                     if beam[1]:
@@ -635,7 +685,10 @@ class BeamSearchDecoder:
                 groups[full] = entry[:3] + [_log_add(old[3], score)]
         hyps = []
         for full, (base, word, frames, score) in groups.items():
-            if self._lm is not None:
+            if self._per_character:  # the sentence end after the last character; whole hotwords only
+                end = 0.0 if self._lm is None else full.raw_lm + self._lm.end_score(full.lm_state)
+                total = score + (end + full.hot_score)
+            elif self._lm is not None:
                 # pyctcdecode scores the pending word (possibly '') with the sentence end, from the
                 # LM state of the text as split by the last beam merged into this group.
                 lm_score, _ = self._lm.score(base.lm_state, word, is_last_word=True)
@@ -661,6 +714,90 @@ class BeamSearchDecoder:
             if text:
                 out.append(_word(text, start, end, time_offset))
         return out
+
+
+class _CharacterLM:
+    """A character n-gram KenLM model that scores one character at a time (per-character mode).
+
+    The arithmetic is pyctcdecode's word score with a character for the word: ``alpha x (log10 P x
+    ln 10 + unk offset for a character the LM has not seen) + beta``; the sentence end scores
+    ``alpha x log10 P(</s>) x ln 10`` (no bonus, no unknown word), or 0 without boundary scoring.
+
+    Args:
+        model: The loaded ``kenlm.Model`` (over space-separated characters).
+        chars: Its characters (the word list).
+        alpha, beta: LM weight and per-character bonus.
+        unk_score_offset: Log-score added for an unseen character.
+        score_boundary: Start from ``<s>`` and score ``</s>`` at the end.
+    """
+
+    def __init__(self, model: Any, chars: Iterable[str], alpha: float, beta: float, unk_score_offset: float,
+                 score_boundary: bool) -> None:
+        import kenlm  # loaded already: `model` is a kenlm.Model
+
+        self._model = model
+        self._chars = frozenset(chars)
+        self._new_state = kenlm.State
+        self._alpha, self._beta, self._unk = alpha, beta, unk_score_offset
+        self._boundary = score_boundary
+        self.order = int(model.order)
+
+    def get_start_state(self) -> Any:
+        """The KenLM state before the first character."""
+        state = self._new_state()
+        if self._boundary:
+            self._model.BeginSentenceWrite(state)
+        else:
+            self._model.NullContextWrite(state)
+        return state
+
+    def score(self, state: Any, char: str) -> tuple[float, Any]:
+        """The weighted score of ``char`` after ``state``, and the state after it."""
+        out = self._new_state()
+        logp = self._model.BaseScore(state, char, out)
+        if char not in self._chars or char not in self._model:
+            logp += self._unk
+        return self._alpha * logp * _LN10 + self._beta, out
+
+    def end_score(self, state: Any) -> float:
+        """The weighted score of the sentence end after ``state``."""
+        if not self._boundary:
+            return 0.0
+        return self._alpha * self._model.BaseScore(state, "</s>", self._new_state()) * _LN10
+
+
+class _CharacterHotwords:
+    """Hotwords as character sequences (per-character mode), matched at the end of the text.
+
+    A text is summarized by its hot prefix: the longest end of it that starts some hotword. The hot
+    prefix after one more character, and the hotwords that end there, follow from the previous hot
+    prefix alone, so a node computes its own from its parent's.
+    """
+
+    def __init__(self, words: Iterable[str]) -> None:
+        self.words = frozenset(words)
+        # Every start of a hotword -> length of the shortest hotword it starts.
+        self._shortest: dict[str, int] = {}
+        for w in self.words:
+            for k in range(1, len(w) + 1):
+                self._shortest[w[:k]] = min(self._shortest.get(w[:k], len(w)), len(w))
+
+    def advance(self, prefix: str, char: str) -> tuple[str, int]:
+        """The hot prefix after ``char``, and how many hotwords the text now ends with."""
+        if not self._shortest:
+            return "", 0
+        text = prefix + char
+        ended = sum(text[k:] in self.words for k in range(len(text)))
+        while text and text not in self._shortest:
+            text = text[1:]
+        return text, ended
+
+    def partial_share(self, prefix: str) -> float:
+        """k / n for a hot prefix of k characters that starts a hotword of n (the shortest such);
+        0 for none, and for a whole hotword (already counted)."""
+        if not prefix or prefix in self.words:
+            return 0.0
+        return len(prefix) / self._shortest[prefix]
 
 
 def _partial_word_scorer(lm: Any, hotwords: Any, cache_size: int) -> Callable[[str], float]:

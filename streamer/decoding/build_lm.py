@@ -11,9 +11,15 @@ pyctcdecode (and so `streamer.decoding.beam.BeamSearchDecoder`) needs that word 
 model: it decides which words are known and which partial words may still become one.
 
 Any script: the words are whatever the vocabulary writes (Cyrillic, letters with diacritics, ...).
-For a vocabulary without a word delimiter (Chinese, Japanese, Thai: `Vocabulary.per_character`)
+For a vocabulary whose words are characters (Chinese, Japanese, Thai: `Vocabulary.per_character`)
 every character is a word of the LM: the corpus lines are written as space-separated characters,
-so the n-grams are character n-grams and the word list is the character list.
+so the n-grams are character n-grams and the word list is the character list. `BuiltLM.unit` says
+which (see `streamer.decoding.lm_bundle.lm_unit_for`).
+
+Built for a model folder without ``-o``, the LM goes into the model's ``lm/`` folder with its unit
+and build facts in ``lm/attrs.json`` (`streamer.decoding.lm_bundle.LmBundle.save`), so that
+``streamer transcribe --model MODEL`` decodes with it and the decoder can check that it fits the
+vocabulary.
 
 ``lmplz`` and ``build_binary`` are not on PyPI as programs; ``tools/build_kenlm.sh`` compiles them
 from the kenlm source distribution into ``$STREAMER_CACHE/kenlm/bin`` (default
@@ -23,6 +29,7 @@ Command line (wired as ``streamer lm``)::
 
     streamer lm build corpus.txt -o lm.binary --model MODEL --order 3 [--prune 0 1 1] [--memory 512M]
     streamer lm build corpus.txt -o lm.binary --vocab vocab.json --language ru ...
+    streamer lm build corpus.txt --model MODEL_FOLDER         # into MODEL_FOLDER/lm/, with attrs.json
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
-from streamer.decoding.lm_bundle import load_unigrams, unigrams_file_for
+from streamer.decoding.lm_bundle import ATTRS_FILE, LM_FOLDER, LmBundle, lm_unit_for, load_unigrams, unigrams_file_for
 from streamer.errors import ConfigError, StreamerError
 from streamer.text import decoder_words
 from streamer.checkpoint import model_vocabulary
@@ -74,8 +81,9 @@ class BuiltLM:
         unigrams_path: Its word list (see `streamer.decoding.lm_bundle.unigrams_file_for`).
         order: N-gram order.
         sentences: Non-empty corpus lines after normalization.
-        tokens: Words in those lines.
+        tokens: Words in those lines (characters, for a character LM).
         vocabulary: Distinct words (lines of the word list).
+        unit: What the LM's words are: ``"word"``, or ``"character"`` for a per-character vocabulary.
     """
 
     path: Path
@@ -84,6 +92,7 @@ class BuiltLM:
     sentences: int
     tokens: int
     vocabulary: int
+    unit: str = "word"
 
 
 def cache_dir() -> Path:
@@ -171,6 +180,7 @@ def build_lm(
         LMBuildError: lmplz or build_binary failed.
     """
     corpus_txt, out_path = Path(corpus_txt), Path(out_path)
+    vocab = vocab if vocab is not None else english_characters()
     if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= MAX_ORDER:
         raise ConfigError(f"lm.order: expected an integer in [1, {MAX_ORDER}], found {order!r}")
     prune = [int(p) for p in prune]
@@ -194,7 +204,7 @@ def build_lm(
         vocabulary: set[str] = set()
         with open(corpus_txt, encoding="utf-8", errors="replace") as src, open(text_path, "w", encoding="utf-8") as dst:
             for line in src:
-                norm = decoder_words(line, vocab if vocab is not None else english_characters())
+                norm = decoder_words(line, vocab)
                 if norm:
                     words = norm.split()
                     sentences += 1
@@ -224,7 +234,7 @@ def build_lm(
         words_tmp.write_text("".join(w + "\n" for w in sorted(set(model_words))), encoding="utf-8")
         shutil.move(str(words_tmp), unigrams_path)
     return BuiltLM(path=out_path, unigrams_path=unigrams_path, order=order, sentences=sentences,
-                   tokens=tokens, vocabulary=len(set(model_words)))
+                   tokens=tokens, vocabulary=len(set(model_words)), unit=lm_unit_for(vocab))
 
 
 def _run(command: list[str], **kwargs) -> None:
@@ -249,12 +259,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="train an n-gram LM on a text corpus (needs tools/build_kenlm.sh)",
                            description="Normalizes the corpus, runs lmplz and build_binary, and writes "
-                                       "<out stem>.unigrams.txt beside the model.")
+                                       "<out stem>.unigrams.txt beside the model. Without -o, --model names "
+                                       "a model folder and the LM goes into its lm/ folder (with attrs.json), "
+                                       "where transcribe finds it.")
     build.add_argument("corpus", type=Path, help="UTF-8 text, one sentence per line")
-    build.add_argument("-o", "--output", type=Path, required=True, help="model path (.binary, or .arpa)")
+    build.add_argument("-o", "--output", type=Path, help="model path (.binary, or .arpa); default with --model "
+                                                         "FOLDER: FOLDER/lm/lm.binary")
     source = build.add_mutually_exclusive_group()
     source.add_argument("--model", help="the model the LM is for (folder or bundled name): its vocabulary "
-                                        "normalizes the text like its training labels (default: English characters)")
+                                        "normalizes the text like its training labels (default: English "
+                                        "characters); a per-character vocabulary gets a character LM")
     source.add_argument("--vocab", type=Path, help="the model's vocab.json instead of --model")
     build.add_argument("--language", help="ISO 639-1 code of the text, for spelling digits (default: the vocabulary's)")
     build.add_argument("--order", type=int, default=3, help="n-gram order (default 3)")
@@ -269,8 +283,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help=f"folder of lmplz and build_binary (default {kenlm_bin_dir()}, then PATH)")
     try:
         args = parser.parse_args(argv)
+        if args.output is None and (args.model is None or not Path(args.model).is_dir()):
+            parser.error(f"expected -o OUTPUT, or --model naming a model folder to build into, found "
+                         f"{'no --model' if args.model is None else 'no folder at ' + repr(args.model)}")
     except SystemExit as exit_:
         return int(exit_.code or 0)
+    into_model = args.output is None
+    output = Path(args.model) / LM_FOLDER / "lm.binary" if into_model else args.output
     try:
         vocab = (load_vocab_json(args.vocab) if args.vocab is not None
                  else model_vocabulary(args.model) if args.model is not None else None)
@@ -278,12 +297,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"lm.model: expected a model with a CTC head, found none in {args.model}")
         if vocab is not None and args.language:
             vocab = replace(vocab, language=args.language)
-        built = build_lm(args.corpus, args.output, order=args.order, prune=args.prune, vocab=vocab,
+        built = build_lm(args.corpus, output, order=args.order, prune=args.prune, vocab=vocab,
                          discount_fallback=not args.no_discount_fallback, memory=args.memory,
                          bin_dir=args.bin_dir, quantize_bits=args.quantize)
+        if into_model:  # tuned weights of an LM this one replaces do not carry over
+            LmBundle.for_file(built.path, unit=built.unit).save(
+                args.model, order=built.order, prune=list(args.prune), quantize_bits=args.quantize,
+                text=str(args.corpus))
     except StreamerError as err:
         print(f"streamer lm: error: {err}", file=sys.stderr)
         return 1
-    print(f"wrote {built.path} (order {built.order}, {built.sentences} sentences, {built.tokens} words, "
-          f"{built.vocabulary} distinct) and {built.unigrams_path}")
+    units = "characters" if built.unit == "character" else "words"
+    print(f"wrote {built.path} ({built.unit} LM, order {built.order}, {built.sentences} sentences, "
+          f"{built.tokens} {units}, {built.vocabulary} distinct) and {built.unigrams_path}"
+          + (f" and {built.path.parent / ATTRS_FILE}" if into_model else ""))
     return 0

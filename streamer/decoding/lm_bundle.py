@@ -4,7 +4,13 @@ A model folder may ship a language model in ``lm/``::
 
     lm/lm.binary           KenLM model (.binary, .bin or .arpa)
     lm/lm.unigrams.txt     its words, one per line (pyctcdecode's unigram list; an .arpa holds its own)
-    lm/attrs.json          {"alpha": ..., "beta": ...} tuned on a dev set (optional, more keys allowed)
+    lm/attrs.json          {"unit": "word" | "character", "alpha": ..., "beta": ...} (optional, more
+                           keys allowed): what the LM's words are, and weights tuned on a dev set
+
+The unit says what the LM was built over: the vocabulary's words, or, for a vocabulary whose words are
+characters (`Vocabulary.per_character`: Chinese, Japanese, Thai), single characters. It is written
+when the LM is built for a model (``streamer lm build --model``) and checked against the model's
+vocabulary when the LM is loaded for decoding (`LmBundle.check_unit`).
 
 `LmBundle` is the one place that reads and writes that layout (`from_model_folder`, `save`) and that
 loads the files for decoding (`language_model`). Building a KenLM model from text is
@@ -31,6 +37,14 @@ ATTRS_FILE = "attrs.json"
 _MARKERS = frozenset({"<s>", "</s>", "<unk>"})
 #: KenLM file suffixes searched in a model's `LM_FOLDER`, in order of preference.
 LM_SUFFIXES = (".binary", ".bin", ".arpa")
+#: What an LM's words can be: words of the text, or single characters.
+LM_UNITS = ("word", "character")
+
+
+def lm_unit_for(vocab: Any) -> str:
+    """The LM unit a vocabulary needs: ``"character"`` when its words are characters
+    (`Vocabulary.per_character`), else ``"word"``."""
+    return "character" if vocab.per_character else "word"
 
 
 def unigrams_file_for(lm_path: str | os.PathLike[str]) -> Path:
@@ -47,16 +61,22 @@ class LmBundle:
         unigrams: Its word list, or None for an .arpa (whose 1-grams are read instead).
         alpha: Tuned LM weight, or None (the decoder's default applies).
         beta: Tuned word insertion bonus, or None.
+        unit: What the LM's words are (one of `LM_UNITS`), or None when not recorded (a bare file).
     """
 
     kenlm: Path
     unigrams: Path | None = None
     alpha: float | None = None
     beta: float | None = None
+    unit: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.unit is not None and self.unit not in LM_UNITS:
+            raise ConfigError(f"lm.unit: expected one of {LM_UNITS} or None, found {self.unit!r}")
 
     @classmethod
     def for_file(cls, path: str | os.PathLike[str], alpha: float | None = None,
-                 beta: float | None = None) -> "LmBundle":
+                 beta: float | None = None, unit: str | None = None) -> "LmBundle":
         """A KenLM file with the word list beside it (``<stem>.unigrams.txt`` or ``unigrams.txt``), if any.
 
         Raises:
@@ -67,15 +87,15 @@ class LmBundle:
             raise ConfigError(f"lm: expected a KenLM .binary/.arpa file, found nothing at {p}")
         for cand in (unigrams_file_for(p), p.parent / "unigrams.txt"):
             if cand.is_file():
-                return cls(p, cand, alpha, beta)
-        return cls(p, None, alpha, beta)
+                return cls(p, cand, alpha, beta, unit)
+        return cls(p, None, alpha, beta, unit)
 
     @classmethod
     def from_model_folder(cls, folder: str | os.PathLike[str]) -> "LmBundle | None":
         """The bundle in ``<folder>/lm/``, or None when the model ships no language model.
 
         Raises:
-            ConfigError: ``attrs.json`` is not a JSON object with numeric alpha/beta.
+            ConfigError: ``attrs.json`` is not a JSON object with numeric alpha/beta and a known unit.
         """
         d = Path(folder) / LM_FOLDER
         if not d.is_dir():
@@ -97,7 +117,10 @@ class LmBundle:
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 raise ConfigError(f"lm: expected a number for {key} in {d / ATTRS_FILE}, found {v!r}")
             weights.append(None if v is None else float(v))
-        return cls.for_file(cands[0], *weights)
+        unit = attrs.get("unit")
+        if unit is not None and unit not in LM_UNITS:
+            raise ConfigError(f"lm: expected the unit in {d / ATTRS_FILE} to be one of {LM_UNITS}, found {unit!r}")
+        return cls.for_file(cands[0], *weights, unit=unit)
 
     @classmethod
     def resolve(cls, lm: str | os.PathLike[str] | None, model_folder: str | os.PathLike[str]) -> "LmBundle | None":
@@ -114,6 +137,7 @@ class LmBundle:
         Args:
             model_folder: The model folder.
             **attrs: More JSON-ready facts to record in ``attrs.json`` (order, pruning, dev WER, ...).
+                The bundle's own unit, alpha and beta are recorded when set.
         """
         d = Path(model_folder) / LM_FOLDER
         d.mkdir(parents=True, exist_ok=True)
@@ -125,9 +149,27 @@ class LmBundle:
             unigrams = unigrams_file_for(kenlm)
             if self.unigrams.resolve() != unigrams.resolve():
                 shutil.copyfile(self.unigrams, unigrams)
-        record = {**attrs, **{k: v for k, v in (("alpha", self.alpha), ("beta", self.beta)) if v is not None}}
+        own = (("unit", self.unit), ("alpha", self.alpha), ("beta", self.beta))
+        record = {**attrs, **{k: v for k, v in own if v is not None}}
         (d / ATTRS_FILE).write_text(json.dumps(record, indent=1) + "\n")
         return replace(self, kenlm=kenlm, unigrams=unigrams)
+
+    def check_unit(self, vocab: Any) -> None:
+        """Checks that the LM was built over the units the vocabulary needs (see `lm_unit_for`).
+
+        An LM whose unit was not recorded passes.
+
+        Raises:
+            ConfigError: A word LM for a vocabulary whose words are characters, or the reverse.
+        """
+        need = lm_unit_for(vocab)
+        if self.unit is not None and self.unit != need:
+            why = ("its words are characters: a script written without spaces" if need == "character"
+                   else "it writes words separated by spaces")
+            raise ConfigError(
+                f"lm: expected a {need} LM for this model's vocabulary ({why}), found one recorded as a "
+                f"{self.unit} LM in {self.kenlm.parent / ATTRS_FILE}. Rebuild it for the model with: "
+                f"streamer lm build CORPUS --model MODEL_FOLDER")
 
     def words(self) -> list[str]:
         """The LM's vocabulary: the word list, or the 1-grams of an .arpa.
@@ -151,18 +193,27 @@ class LmBundle:
             MissingDependencyError: kenlm or pyctcdecode is not installed.
         """
         unigrams = self.words()
-        try:
-            import kenlm  # noqa: F401  (pyctcdecode's LanguageModel uses it)
-        except ImportError as err:
-            raise missing_dependency("kenlm", "lm", "Language-model decoding") from err
+        model = self.kenlm_model()
         from pyctcdecode.language_model import LanguageModel
 
-        try:
-            model = kenlm.Model(str(self.kenlm))
-        except (OSError, RuntimeError) as err:
-            raise ConfigError(f"lm: expected a KenLM model at {self.kenlm}, found a file KenLM cannot read ({err})") from err
         return LanguageModel(model, unigrams, alpha=alpha, beta=beta, unk_score_offset=unk_score_offset,
                              score_boundary=score_boundary)
+
+    def kenlm_model(self) -> Any:
+        """Loads the KenLM file (a ``kenlm.Model``).
+
+        Raises:
+            ConfigError: A file KenLM cannot read.
+            MissingDependencyError: kenlm is not installed.
+        """
+        try:
+            import kenlm
+        except ImportError as err:
+            raise missing_dependency("kenlm", "lm", "Language-model decoding") from err
+        try:
+            return kenlm.Model(str(self.kenlm))
+        except (OSError, RuntimeError) as err:
+            raise ConfigError(f"lm: expected a KenLM model at {self.kenlm}, found a file KenLM cannot read ({err})") from err
 
 
 def load_unigrams(path: str | Path) -> list[str]:
