@@ -80,6 +80,8 @@ def check_target(dest: str | os.PathLike[str], overwrite: bool = False) -> Path:
             parent is a file, a permission is missing).
     """
     dest = Path(dest)
+    if "\0" in str(dest):
+        raise OutputError(f"{str(dest)!r}: expected a file name, found a NUL character in it")
     folder = dest.parent
     size, limit = len(os.fsencode(dest.name)), name_limit(folder if os.path.isdir(folder) else ".")
     if size > limit:

@@ -238,6 +238,8 @@ def test_temporary_names_are_short_whatever_the_final_name(tmp_path):
     assert len(seen[0]) <= 22 and seen[0].startswith(TEMP_PREFIX) and is_temporary(seen[0])
     with pytest.raises(OutputError, match="too long"):
         check_target(tmp_path / ("x" * 256))
+    with pytest.raises(OutputError, match="NUL"):
+        check_target(tmp_path / "a\0b")
 
 
 def test_a_model_folder_is_replaced_whole_or_not_at_all(model_dir, tmp_path, monkeypatch):
