@@ -255,10 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("transcribe", help="transcribe audio files")
     t.add_argument("files", nargs="+", metavar="FILE")
     t.add_argument("--format", default="txt", choices=["txt", "json", "srt", "vtt"])
-    t.add_argument("--output-dir", metavar="DIR", help="write <name>.<format> files here; inputs from several folders keep those folders under it "
-                                             "(default: stdout)")
+    t.add_argument("--output-dir", metavar="DIR",
+                   help="write <name>.<format> files here (under each input's folder path when one file name "
+                        "occurs in several folders; default: stdout)")
     t.add_argument("--overwrite", action="store_true",
-                   help="replace existing output files (default: report them as errors and leave them as they are)")
+                   help="replace existing output files, never an input of the batch (default: report them as errors "
+                        "and leave them as they are)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
     _add_model_options(t)
