@@ -26,6 +26,7 @@ import os
 import re
 import selectors
 import shutil
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -77,13 +78,17 @@ class AudioInfo:
 
 
 def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if path.is_dir():
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        raise AudioError(f"{path}: no such file") from None
+    except (OSError, ValueError) as err:  # a name too long, a parent that is a file, no permission, a NUL
+        raise AudioError(f"{path}: cannot be opened ({getattr(err, 'strerror', None) or err})") from None
+    if stat.S_ISDIR(found.st_mode):
         raise AudioError(f"{path}: is a directory, expected an audio file")
-    if not path.is_file():
+    if not stat.S_ISREG(found.st_mode):
         raise AudioError(f"{path}: expected a regular audio file, found a device, pipe or socket")
-    if path.stat().st_size == 0:
+    if found.st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
 
 

@@ -30,6 +30,7 @@ from streamer.convert.huggingface import (
     vocabulary_from_hf,
 )
 from streamer.errors import CheckpointError, ConfigError
+from streamer.files import atomic_files
 from streamer.model.config import EncoderConfig
 from streamer.model.model import Wav2Vec2CTC
 from streamer.preprocess import PreprocessConfig
@@ -325,7 +326,8 @@ def load_pretrained_encoder(source: str | os.PathLike[str], vocab: Vocabulary, r
 def save_checkpoint(folder: str | os.PathLike[str], model: Wav2Vec2CTC, vocab: Vocabulary,
                     metadata: Mapping[str, Any] | None = None, dtype: torch.dtype = torch.float32,
                     preprocess: PreprocessConfig = PreprocessConfig()) -> Path:
-    """Writes a model in streamer's format (config.json, model.safetensors, vocab.json).
+    """Writes a model in streamer's format (config.json, model.safetensors, vocab.json), replacing the three
+    files together and atomically (see `streamer.files.atomic_files`).
 
     Args:
         folder: Output folder (created if needed).
@@ -344,11 +346,13 @@ def save_checkpoint(folder: str | os.PathLike[str], model: Wav2Vec2CTC, vocab: V
     out.mkdir(parents=True, exist_ok=True)
     state = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous().cpu()
              for k, v in model.state_dict().items()}
-    save_file(state, str(out / "model.safetensors"))
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "encoder": model.config.to_dict(),
               "vocabulary": vocab.to_dict(), "preprocess": preprocess.to_dict(), "metadata": dict(metadata or {})}
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    (out / "vocab.json").write_text(json.dumps(vocab.to_hf_vocab(), indent=1) + "\n", encoding="utf-8")
+    names = [out / "model.safetensors", out / "config.json", out / "vocab.json"]
+    with atomic_files(names, overwrite=True) as (weights, config_file, vocab_file):  # replaced together
+        save_file(state, str(weights))
+        config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        vocab_file.write_text(json.dumps(vocab.to_hf_vocab(), indent=1) + "\n", encoding="utf-8")
     return out
 
 

@@ -5,7 +5,7 @@
     streamer mic [--model M] [--device N] [--streaming window|cached --chunk S] [--vad 0-3]
     streamer train --train TSV... --out DIR ...          (see streamer/train/cli.py)
     streamer lm build corpus.txt -o lm.binary --order N
-    streamer export -o demo.pte [--streaming cached --chunk 0.32 --quantize dynamic|none]
+    streamer export -o demo.pte [--streaming cached --chunk 0.32 --quantize dynamic|none] [--overwrite]
     streamer models                                      (bundled models)
 
 Errors print as one line (``error: ...``) without a traceback; ``transcribe`` keeps going through a
@@ -113,11 +113,12 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
     from streamer.audio import probe
     from streamer.formats import render
-    from streamer.output import check_target, plan_outputs, prepare_output_dir, write_atomic
+    from streamer.output import check_output, input_files, plan_outputs, prepare_output_dir, write_output
 
-    # Output folder and names first: a folder that cannot be used fails before the model loads.
+    # The whole batch's output names first (unique, or refused), then the folder: both fail before the model loads.
+    targets = plan_outputs(args.files, args.output_dir, args.format) if args.output_dir else [None] * len(args.files)
     out_dir = prepare_output_dir(args.output_dir) if args.output_dir else None
-    targets = plan_outputs(args.files, out_dir, args.format) if out_dir else [None] * len(args.files)
+    inputs = input_files(args.files) if out_dir else frozenset()
     rec = _recognizer(args)
     durations = {}
     for f in args.files:
@@ -135,7 +136,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         done_before = bar.n
         if dest is not None:
             try:
-                check_target(dest, args.overwrite)  # refused before the work, not after
+                check_output(dest, args.overwrite, inputs)  # refused before the work, not after
             except StreamerError as err:
                 failed += 1
                 bar.write(f"error: {err}", file=sys.stderr)
@@ -164,7 +165,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
                 bar.write(text.rstrip("\n"))
         else:
             try:
-                write_atomic(dest, text, overwrite=args.overwrite)
+                write_output(dest, text, args.overwrite, inputs)
             except StreamerError as err:
                 failed += 1
                 bar.write(f"error: {err}", file=sys.stderr)
@@ -175,7 +176,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     rtf = f", RTF {elapsed / audio_s:.3f}" if audio_s else ""
     print(f"transcribed {ok}/{len(args.files)} file(s), {audio_s:.1f} s of audio in {elapsed:.1f} s{rtf} "
           f"[{info.decoder if info else rec.decoder_name}, {info.mode if info else rec.mode_name}]"
-          + (f"; {failed} failed" if failed else "") + (f"; outputs in {out_dir}" if out_dir else ""),
+          + (f"; {failed} failed" if failed else "") + (f"; outputs in {out_dir}" if out_dir else "")
+          + (" under their input folders' paths (one file name occurs in several folders)"
+             if out_dir and any(t.parent != out_dir for t in targets) else ""),
           file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -219,11 +222,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from streamer.grid import XLSR_GRID
     from streamer.streaming import StreamingConfig
 
-    check_output_path(args.output)  # before loading and exporting (tens of seconds)
+    check_output_path(args.output, args.overwrite)  # before loading and exporting (tens of seconds)
     ck = load_checkpoint(args.model or DEFAULT_MODEL)
     cfg = ExportConfig(StreamingConfig.from_seconds(args.streaming, args.chunk, args.left, args.right), args.quantize)
     t = time.perf_counter()
-    path = export_streaming(ck, cfg, args.output)
+    path = export_streaming(ck, cfg, args.output, overwrite=args.overwrite)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.quantize}, {cfg.streaming.mode} mode, "
           f"{XLSR_GRID.seconds(cfg.streaming.chunk_frames):.2f}-s chunks) and {path.with_suffix('.json').name} "
           f"in {time.perf_counter() - t:.0f} s", file=sys.stderr)
@@ -252,9 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("transcribe", help="transcribe audio files")
     t.add_argument("files", nargs="+", metavar="FILE")
     t.add_argument("--format", default="txt", choices=["txt", "json", "srt", "vtt"])
-    t.add_argument("--output-dir", metavar="DIR", help="write <name>.<format> files here (default: stdout)")
+    t.add_argument("--output-dir", metavar="DIR",
+                   help="write <name>.<format> files here (under each input's folder path when one file name "
+                        "occurs in several folders; default: stdout)")
     t.add_argument("--overwrite", action="store_true",
-                   help="replace existing output files (default: report them as errors and leave them as they are)")
+                   help="replace existing output files, never an input of the batch (default: report them as errors "
+                        "and leave them as they are)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
     _add_model_options(t)
@@ -276,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="export the streaming step to ExecuTorch (XNNPACK), fp32 or int8")
     ex.add_argument("--model", default="demo-en", help="model to export (default: demo-en)")
     ex.add_argument("-o", "--output", required=True, help="the .pte file to write (a .json sidecar goes beside it)")
+    ex.add_argument("--overwrite", action="store_true",
+                    help="replace an existing program and sidecar (default: refuse them, before any work)")
     ex.add_argument("--streaming", choices=["window", "cached"], default=export.streaming.mode,
                     help="streaming mode of the step (default: %(default)s)")
     ex.add_argument("--chunk", type=float, default=XLSR_GRID.seconds(export.streaming.chunk_frames),

@@ -1,67 +1,121 @@
-"""Writing transcripts to files: unique names, atomic writes, and no silent overwrite.
+"""Where a batch's transcripts go: names planned for the whole batch, unique by construction, never an input.
 
-    targets = plan_outputs(["talk.flac", "talk.mp3", "notes.wav"], "subs", "srt")
-    # subs/talk.flac.srt, subs/talk.mp3.srt, subs/notes.srt
+    sources = ["a/talk.flac", "b/talk.flac", "notes.wav", "notes.mp3"]
+    targets = plan_outputs(sources, "subs", "srt")     # before any work; refuses what would collide
+    # subs/a/talk.srt, subs/b/talk.srt, subs/notes.wav.srt, subs/notes.mp3.srt
     prepare_output_dir("subs")
+    inputs = input_files(sources)
     for source, dest in zip(sources, targets):
-        check_target(dest, overwrite=False)     # before the work: refuse what could not be written
+        check_output(dest, overwrite=False, inputs=inputs)    # before the file's work
         ...
-        write_atomic(dest, text, overwrite=False)
+        write_output(dest, text, overwrite=False, inputs=inputs)
 
-Guarantees:
+Rules:
 
-* **Unique names.** A file's output is ``<stem>.<format>``; when several inputs of a batch share a
-  stem (``hello.flac``, ``hello.mp3``) each keeps its extension (``hello.flac.srt``,
-  ``hello.mp3.srt``), and inputs whose whole names collide (same name in two folders) get
-  ``-2``, ``-3``, ... in the order given. Names are compared case-insensitively, so they also stay
-  apart on case-insensitive file systems.
-* **No overwrite unless asked.** An existing file is never replaced unless ``overwrite`` is true;
-  the check is made again at the moment of writing (a hard link that fails if the name exists).
-* **Atomic.** The text goes to a hidden temporary file in the same folder, is flushed to disk, and
-  then takes its final name in one step: a reader, a full disk or an interrupt never leaves a
-  partial transcript under the final name, and the temporary file is removed on failure.
+* **Names.** A file's output is ``<stem>.<format>``. Inputs that share a stem (``hello.flac``,
+  ``hello.mp3``) keep their extension (``hello.flac.srt``, ``hello.mp3.srt``), and so does an input
+  whose stem is the whole name of another input.
+* **Folders.** Outputs are written flat into the output folder, unless one file name occurs in
+  several input folders: then every output goes under its input's folder path, relative to the
+  folder the inputs share (``a/x.wav`` and ``b/x.wav`` write ``out/a/x.txt`` and ``out/b/x.txt``),
+  with the name rule applied per folder.
+* **Unique.** The two rules give every input its own name. What could still meet (the same file
+  given twice; names that differ only in case, which a case-insensitive output folder merges; an
+  output file where another output needs a folder) is refused by `plan_outputs`, before any work.
+* **Never an input.** A destination that is one of the batch's inputs (the same file, or a link to
+  it) is refused, even with ``overwrite``.
+* **No overwrite unless asked, atomic, nothing left behind:** see `streamer.files`.
 
 Every failure raises `OutputError` naming the path and the reason.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
-from collections import Counter
-from pathlib import Path
+from collections import Counter, defaultdict
+from pathlib import Path, PurePath
 from typing import Sequence
 
 from streamer.errors import OutputError
+from streamer.files import check_target, reason, write_atomic
+
+#: How a file is known whatever path names it: (device, inode).
+FileId = tuple[int, int]
 
 
-def _reason(err: OSError) -> str:
-    return err.strerror or type(err).__name__
-
-
-def output_names(sources: Sequence[str | os.PathLike[str]], fmt: str) -> list[str]:
-    """File names of the outputs of a batch, one per source, all different (see the module docstring).
+def output_paths(sources: Sequence[str | os.PathLike[str]], fmt: str) -> list[PurePath]:
+    """Paths, relative to the output folder, of a batch's outputs: one per source, all different.
 
     Args:
         sources: Input paths, in batch order.
         fmt: The output format, used as the extension (``txt``, ``srt``, ...).
+
+    Raises:
+        OutputError: Two outputs would still meet (see the module docstring), naming the inputs.
     """
-    paths = [Path(s) for s in sources]
+    absolute = [Path(os.path.abspath(s)) for s in sources]
+    if not absolute:
+        return []
+    _refuse_repeats([str(s) for s in sources], absolute)
+    flat = [PurePath(name) for name in _names(absolute, fmt)]
+    if len({str(p).casefold() for p in flat}) == len(flat):
+        paths = flat
+    else:  # one name in several folders: every input goes under its folder's path, from the folder they share
+        root = Path(os.path.commonpath([str(p.parent) for p in absolute]))
+        by_folder: dict[Path, list[int]] = defaultdict(list)
+        for i, p in enumerate(absolute):
+            by_folder[p.parent].append(i)
+        paths = [PurePath()] * len(absolute)
+        for folder, members in by_folder.items():
+            under = PurePath(folder.relative_to(root))
+            for i, name in zip(members, _names([absolute[i] for i in members], fmt)):
+                paths[i] = under / name
+    _refuse_meetings([str(s) for s in sources], paths)
+    return paths
+
+
+def _names(paths: list[Path], fmt: str) -> list[str]:
+    """``<stem>.<fmt>``, or ``<name>.<fmt>`` for a stem that another path shares or that is another's name."""
     stems = Counter(p.stem.casefold() for p in paths)
-    bases = [p.stem if stems[p.stem.casefold()] == 1 else p.name for p in paths]
-    seen: Counter[str] = Counter()
-    names = []
-    for base in bases:
-        seen[base.casefold()] += 1
-        n = seen[base.casefold()]
-        names.append(f"{base}.{fmt}" if n == 1 else f"{base}-{n}.{fmt}")
-    return names
+    names = Counter(p.name.casefold() for p in paths)
+    out = []
+    for p in paths:
+        stem = p.stem.casefold()
+        named_like_stem = names[stem] - (p.name.casefold() == stem)  # other paths whose whole name it is
+        out.append(f"{p.stem if stems[stem] == 1 and not named_like_stem else p.name}.{fmt}")
+    return out
+
+
+def _refuse_repeats(sources: list[str], absolute: list[Path]) -> None:
+    problems: list[str] = []
+    first: dict[str, int] = {}
+    for i, p in enumerate(absolute):
+        j = first.setdefault(str(p), i)
+        if j != i:
+            problems.append(f"{sources[j]} is given twice (also as {sources[i]})")
+    if problems:
+        raise OutputError("batch: " + "; ".join(problems[:5]) + "; give each input once")
+
+
+def _refuse_meetings(sources: list[str], paths: list[PurePath]) -> None:
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for i, p in enumerate(paths):
+        j = seen.setdefault(str(p).casefold(), i)
+        if j != i:
+            problems.append(f"{sources[j]} and {sources[i]} would both write {p} (names differ only in case)")
+    folders = {str(f).casefold(): i for i, p in enumerate(paths) for f in p.parents if f != PurePath()}
+    for i, p in enumerate(paths):
+        if str(p).casefold() in folders:
+            problems.append(f"{sources[i]} would write {p}, where {sources[folders[str(p).casefold()]]} needs a folder")
+    if problems:
+        raise OutputError("output names: " + "; ".join(problems[:5]) + "; rename an input or transcribe them apart")
 
 
 def plan_outputs(sources: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str], fmt: str) -> list[Path]:
-    """Destinations in ``out_dir`` of a batch's outputs, one per source (see `output_names`)."""
-    return [Path(out_dir) / name for name in output_names(sources, fmt)]
+    """Destinations in ``out_dir`` of a batch's outputs, one per source (see `output_paths`)."""
+    return [Path(out_dir) / p for p in output_paths(sources, fmt)]
 
 
 def prepare_output_dir(out_dir: str | os.PathLike[str]) -> Path:
@@ -72,87 +126,57 @@ def prepare_output_dir(out_dir: str | os.PathLike[str]) -> Path:
             created and removed to find out, so a read-only folder fails before any transcription).
     """
     path = Path(out_dir)
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"output dir {path}: is a file, expected a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"output dir {path}: is a file, expected a folder") from None
     except OSError as err:
-        raise OutputError(f"output dir {path}: cannot be created ({_reason(err)})") from None
+        raise OutputError(f"output dir {path}: cannot be created ({reason(err)})") from None
     try:
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as err:
-        raise OutputError(f"output dir {path}: cannot be written ({_reason(err)})") from None
+        raise OutputError(f"output dir {path}: cannot be written ({reason(err)})") from None
     return path
 
 
-def check_target(dest: Path, overwrite: bool) -> None:
-    """Refuses a destination that cannot take a new transcript (called before the work).
+def input_files(sources: Sequence[str | os.PathLike[str]]) -> frozenset[FileId]:
+    """The identities of a batch's inputs that exist (for `check_output`)."""
+    found = set()
+    for s in sources:
+        try:
+            st = os.stat(s)
+        except (OSError, ValueError):
+            continue
+        found.add((st.st_dev, st.st_ino))
+    return frozenset(found)
+
+
+def check_output(dest: Path, overwrite: bool, inputs: frozenset[FileId] = frozenset()) -> None:
+    """Refuses a destination that cannot take a new transcript (called before the file's work).
 
     Raises:
-        OutputError: ``dest`` is a folder, or an existing file and ``overwrite`` is false.
+        OutputError: ``dest`` is one of ``inputs`` (even with ``overwrite``), or is refused by
+            `streamer.files.check_target` (exists, a folder, a name too long, ...).
     """
-    if dest.is_dir():
-        raise OutputError(f"{dest}: is a folder, cannot write the transcript there")
-    if not overwrite and (dest.exists() or dest.is_symlink()):
-        raise OutputError(f"{dest}: exists; not overwritten (pass --overwrite to replace it)")
-
-
-def write_atomic(dest: Path, text: str, overwrite: bool = False) -> Path:
-    """Writes ``text`` (UTF-8) to ``dest`` atomically (see the module docstring).
-
-    Args:
-        dest: The file to write.
-        text: Its contents.
-        overwrite: Replace an existing file; otherwise an existing file is an error and stays as it was.
-
-    Returns:
-        ``dest``.
-
-    Raises:
-        OutputError: The folder is missing or not writable, the disk is full, ``dest`` is a folder, or
-            it exists and ``overwrite`` is false.
-    """
+    try:
+        st = os.stat(dest)
+    except (OSError, ValueError):
+        st = None
+    if st is not None and (st.st_dev, st.st_ino) in inputs:
+        raise OutputError(f"{dest}: is an input of this batch; never overwritten, even with --overwrite")
     check_target(dest, overwrite)
+
+
+def write_output(dest: Path, text: str, overwrite: bool = False, inputs: frozenset[FileId] = frozenset()) -> Path:
+    """Writes one transcript atomically, making its folder under the output folder if needed.
+
+    Raises:
+        OutputError: See `check_output` and `streamer.files.write_atomic`.
+    """
+    check_output(dest, overwrite, inputs)
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+        dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise OutputError(f"{dest}: cannot write in {dest.parent} ({_reason(err)})") from None
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        if overwrite:
-            os.replace(tmp, dest)
-        else:
-            _link_new(tmp, dest)
-    except OutputError:
-        raise
-    except OSError as err:
-        raise OutputError(f"{dest}: cannot write ({_reason(err)})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
-
-
-def _link_new(tmp: Path, dest: Path) -> None:
-    """Gives ``tmp`` the name ``dest`` only if no file has it (hard link; rename where links are not
-    supported, after a last check)."""
-    try:
-        os.link(tmp, dest)
-    except FileExistsError:
-        raise OutputError(f"{dest}: exists; not overwritten (pass --overwrite to replace it)") from None
-    except OSError as err:
-        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
-            raise
-        check_target(dest, overwrite=False)
-        os.replace(tmp, dest)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        raise OutputError(f"{dest}: cannot create its folder {dest.parent} ({reason(err)})") from None
+    return write_atomic(dest, text, overwrite)

@@ -11,6 +11,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from streamer.constants import ENGLISH_ALPHABET
 from streamer.errors import ConfigError
+from streamer.files import write_atomic
 from streamer.text import is_unsegmented_letter
 
 
@@ -257,7 +258,5 @@ def load_vocab_json(path: str | Path, *, language: str | None = None) -> Vocabul
 
 
 def save_vocab_json(vocab: Vocabulary, path: str | Path) -> Path:
-    """Writes ``vocab`` in the Hugging Face ``vocab.json`` shape (token → id)."""
-    path = Path(path)
-    path.write_text(json.dumps(vocab.to_hf_vocab(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    return path
+    """Writes ``vocab`` in the Hugging Face ``vocab.json`` shape (token → id), replacing ``path`` atomically."""
+    return write_atomic(path, json.dumps(vocab.to_hf_vocab(), ensure_ascii=False, indent=1) + "\n", overwrite=True)

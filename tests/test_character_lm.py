@@ -225,9 +225,10 @@ def zero_weight_decoders(kenlm_tools, tmp_path_factory):
         vocab = model_vocabulary(folder)
         if kind == "no delimiter":
             vocab = vocabulary_from_text([LANGUAGES[lang]["letters"]], language=lang)
-        corpus = folder.parent / "corpus.txt"
+        lm_dir = tmp_path_factory.mktemp(f"{lang}-zero-lm")
+        corpus = lm_dir / "corpus.txt"
         corpus.write_text("\n".join(LANGUAGES[lang]["lm_text"]) + "\n", encoding="utf-8")
-        lm_path = folder.parent / "lm.binary"
+        lm_path = lm_dir / "lm.binary"
         assert lm_main(["build", str(corpus), "-o", str(lm_path), "--model", str(folder), "--order", "3"]) == 0
         lm = LmBundle.for_file(lm_path, unit="character")
         zero = DecoderConfig(beam_width=8, alpha=0.0, beta=0.0, nbest=8)

@@ -162,9 +162,11 @@ def test_row2_same_stem_outputs_do_not_overwrite_each_other(speech, tmp_path):
 
 
 def test_row2_output_names_are_unique():
-    from streamer.output import output_names
-    names = output_names(["a/x.wav", "b/x.wav", "x.mp3", "y.wav", "Y.flac", "z.wav"], "txt")
-    assert names == ["x.wav.txt", "x.wav-2.txt", "x.mp3.txt", "y.wav.txt", "Y.flac.txt", "z.txt"]
+    from streamer.output import output_paths
+    names = [str(p) for p in output_paths(["x.mp3", "a/y.wav", "b/Y.flac", "z.wav"], "txt")]
+    assert names == ["x.txt", "y.wav.txt", "Y.flac.txt", "z.txt"]  # flat: no name in two folders
+    names = [str(p) for p in output_paths(["a/x.wav", "b/x.wav", "x.mp3", "y.wav", "Y.flac", "z.wav"], "txt")]
+    assert names == ["a/x.txt", "b/x.txt", "x.txt", "y.wav.txt", "Y.flac.txt", "z.txt"]  # x.wav twice: folders kept
     assert len({n.casefold() for n in names}) == len(names)
 
 

@@ -27,7 +27,7 @@ from the kenlm source distribution into ``$STREAMER_CACHE/kenlm/bin`` (default
 
 Command line (wired as ``streamer lm``)::
 
-    streamer lm build corpus.txt -o lm.binary --model MODEL --order 3 [--prune 0 1 1] [--memory 512M]
+    streamer lm build corpus.txt -o lm.binary --model MODEL --order 3 [--prune 0 1 1] [--memory 512M] [--overwrite]
     streamer lm build corpus.txt -o lm.binary --vocab vocab.json --language ru ...
     streamer lm build corpus.txt --model MODEL_FOLDER         # into MODEL_FOLDER/lm/, with attrs.json
 """
@@ -45,7 +45,8 @@ from pathlib import Path
 from typing import Sequence
 
 from streamer.decoding.lm_bundle import ATTRS_FILE, LM_FOLDER, LmBundle, lm_unit_for, load_unigrams, unigrams_file_for
-from streamer.errors import ConfigError, StreamerError
+from streamer.errors import ConfigError, OutputError, StreamerError
+from streamer.files import atomic_files, check_target, reason
 from streamer.text import decoder_words
 from streamer.checkpoint import model_vocabulary
 from streamer.vocab import Vocabulary, english_characters, load_vocab_json
@@ -146,6 +147,7 @@ def build_lm(
     memory: str = "512M",
     bin_dir: str | Path | None = None,
     quantize_bits: int | None = None,
+    overwrite: bool = False,
 ) -> BuiltLM:
     """Trains a KenLM model on a text corpus and writes its word list beside it.
 
@@ -170,6 +172,8 @@ def build_lm(
         quantize_bits: Write a compact ``trie`` binary with probabilities and backoffs quantized to
             this many bits (build_binary ``-q/-b``, 2 .. 25; 8 is ~4x smaller than the default
             ``probing`` structure at a negligible cost in accuracy). None keeps ``probing``.
+        overwrite: Replace an existing model and word list; otherwise either existing is an error,
+            raised before any work. Both are written atomically and take their names together.
 
     Returns:
         The paths and corpus counts.
@@ -178,6 +182,8 @@ def build_lm(
         ConfigError: Bad arguments, or a corpus with no words.
         KenLMToolsMissingError: lmplz / build_binary not built yet.
         LMBuildError: lmplz or build_binary failed.
+        OutputError: ``out_path`` or its word list exists (without ``overwrite``), is a folder, or
+            cannot be written.
     """
     corpus_txt, out_path = Path(corpus_txt), Path(out_path)
     vocab = vocab if vocab is not None else english_characters()
@@ -195,9 +201,16 @@ def build_lm(
         raise ConfigError(f"lm.quantize_bits: only binary models are quantized, found output {out_path}")
     if not corpus_txt.is_file():
         raise ConfigError(f"lm.corpus: expected a text file, found no file at {corpus_txt}")
+    unigrams_path = unigrams_file_for(out_path)
+    for target in (out_path, unigrams_path):  # before the work; written together at the end
+        check_target(target, overwrite)
     tools = find_kenlm_tools(bin_dir)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="streamer-lm-", dir=out_path.parent) as tmp:
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{out_path}: cannot create its folder {out_path.parent} ({reason(err)})") from None
+    with tempfile.TemporaryDirectory(prefix=".streamer-lm-", dir=out_path.parent) as tmp, \
+            atomic_files([out_path, unigrams_path], overwrite) as (model_tmp, words_tmp):
         tmp_dir = Path(tmp)
         text_path = tmp_dir / "corpus.txt"
         sentences = tokens = 0
@@ -223,16 +236,11 @@ def build_lm(
             _run(command, stdin=stdin, stdout=stdout)
         model_words = load_unigrams(arpa_path)
         if out_path.suffix == ".arpa":
-            shutil.move(str(arpa_path), out_path)
+            os.replace(arpa_path, model_tmp)
         else:
-            binary_tmp = tmp_dir / "lm.binary"
             structure = ["-q", str(quantize_bits), "-b", str(quantize_bits), "trie"] if quantize_bits else []
-            _run([str(tools.build_binary), *structure, str(arpa_path), str(binary_tmp)])
-            shutil.move(str(binary_tmp), out_path)
-        unigrams_path = unigrams_file_for(out_path)
-        words_tmp = tmp_dir / "unigrams.txt"
+            _run([str(tools.build_binary), *structure, str(arpa_path), str(model_tmp)])
         words_tmp.write_text("".join(w + "\n" for w in sorted(set(model_words))), encoding="utf-8")
-        shutil.move(str(words_tmp), unigrams_path)
     return BuiltLM(path=out_path, unigrams_path=unigrams_path, order=order, sentences=sentences,
                    tokens=tokens, vocabulary=len(set(model_words)), unit=lm_unit_for(vocab))
 
@@ -265,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("corpus", type=Path, help="UTF-8 text, one sentence per line")
     build.add_argument("-o", "--output", type=Path, help="model path (.binary, or .arpa); default with --model "
                                                          "FOLDER: FOLDER/lm/lm.binary")
+    build.add_argument("--overwrite", action="store_true",
+                       help="replace an existing model and word list (default: refuse them, before any work)")
     source = build.add_mutually_exclusive_group()
     source.add_argument("--model", help="the model the LM is for (folder or bundled name): its vocabulary "
                                         "normalizes the text like its training labels (default: English "
@@ -299,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             vocab = replace(vocab, language=args.language)
         built = build_lm(args.corpus, output, order=args.order, prune=args.prune, vocab=vocab,
                          discount_fallback=not args.no_discount_fallback, memory=args.memory,
-                         bin_dir=args.bin_dir, quantize_bits=args.quantize)
+                         bin_dir=args.bin_dir, quantize_bits=args.quantize, overwrite=args.overwrite)
         if into_model:  # tuned weights of an LM this one replaces do not carry over
             LmBundle.for_file(built.path, unit=built.unit).save(
                 args.model, order=built.order, prune=list(args.prune), quantize_bits=args.quantize,

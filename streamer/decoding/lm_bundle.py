@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from streamer.errors import ConfigError, missing_dependency
+from streamer.files import atomic_files
 
 #: Folder of a model that holds its language model.
 LM_FOLDER = "lm"
@@ -142,16 +143,14 @@ class LmBundle:
         d = Path(model_folder) / LM_FOLDER
         d.mkdir(parents=True, exist_ok=True)
         kenlm = d / f"lm{self.kenlm.suffix}"
-        if self.kenlm.resolve() != kenlm.resolve():
-            shutil.copyfile(self.kenlm, kenlm)
-        unigrams = None
-        if self.unigrams is not None:
-            unigrams = unigrams_file_for(kenlm)
-            if self.unigrams.resolve() != unigrams.resolve():
-                shutil.copyfile(self.unigrams, unigrams)
-        own = (("unit", self.unit), ("alpha", self.alpha), ("beta", self.beta))
-        record = {**attrs, **{k: v for k, v in own if v is not None}}
-        (d / ATTRS_FILE).write_text(json.dumps(record, indent=1) + "\n")
+        unigrams = None if self.unigrams is None else unigrams_file_for(kenlm)
+        copies = [(src, dest) for src, dest in ((self.kenlm, kenlm), (self.unigrams, unigrams))
+                  if src is not None and src.resolve() != dest.resolve()]
+        record = {**attrs, **{k: v for k, v in (("unit", self.unit), ("alpha", self.alpha), ("beta", self.beta)) if v is not None}}
+        with atomic_files([dest for _, dest in copies] + [d / ATTRS_FILE], overwrite=True) as temps:
+            for (src, _), tmp in zip(copies, temps):
+                shutil.copyfile(src, tmp)
+            temps[-1].write_text(json.dumps(record, indent=1) + "\n")
         return replace(self, kenlm=kenlm, unigrams=unigrams)
 
     def check_unit(self, vocab: Any) -> None:

@@ -43,8 +43,9 @@ from torch import Tensor, nn
 
 from streamer.checkpoint import Checkpoint
 from streamer.constants import SAMPLE_RATE
-from streamer.errors import ConfigError, missing_dependency
+from streamer.errors import ConfigError, OutputError, missing_dependency
 from streamer.export.rewrite import delegate_friendly
+from streamer.files import atomic_files, check_target, reason
 from streamer.export.runtime import PTE_FORMAT_VERSIONS, advance_state
 from streamer.streaming import CachedState, StreamingConfig, StreamingEncoder, WindowState, state_tensors
 
@@ -307,34 +308,38 @@ def delegate_segments(program: Any) -> tuple[int, dict[str, int]]:
     return segments, dict(portable)
 
 
-def check_output_path(out: str | os.PathLike[str]) -> Path:
+def check_output_path(out: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Checks that the program and its sidecar can be written, before any export work.
 
     Creates the parent folder if needed and a temporary file in it (removed at once), so a read-only,
     missing or special location fails in milliseconds instead of after the export.
 
+    Args:
+        out: The ``.pte`` path (the sidecar is the same path with ``.json``).
+        overwrite: Whether an existing program and sidecar may be replaced.
+
     Returns:
         ``out`` as a path.
 
     Raises:
-        ConfigError: The path or its sidecar is a folder, or the folder cannot be created or written.
+        OutputError: The program or its sidecar exists (without ``overwrite``), is a folder, or has a
+            name too long; the program's name ends in ``.json`` (its own sidecar's name); or the folder
+            cannot be created or written.
     """
     import tempfile
 
     path = Path(out)
+    if path.suffix == ".json":
+        raise OutputError(f"output: expected a program name (e.g. {path.with_suffix('.pte').name}), found {path}, "
+                          "which is its own sidecar's name")
     for target in (path, path.with_suffix(".json")):
-        if target.is_dir():
-            raise ConfigError(f"output: expected a file path for the program, found a folder: {target}")
-    folder = next((p for p in path.parents if p.exists()), None)
-    if folder is not None and not folder.is_dir():
-        raise ConfigError(f"output: cannot write {path}: {folder} is a file, expected a folder")
+        check_target(target, overwrite)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path.parent):
             pass
     except OSError as err:
-        raise ConfigError(f"output: cannot write {path} ({err.strerror or type(err).__name__} in "
-                          f"{path.parent}); choose a writable folder") from None
+        raise OutputError(f"output: cannot write {path} ({reason(err)} in {path.parent}); choose a writable folder") from None
     return path
 
 
@@ -384,7 +389,7 @@ class _Window(nn.Module):
 
 def export_offline_window(checkpoint: Checkpoint, window_seconds: float, quantize: str,
                           out: str | os.PathLike[str], calibration: Sequence[np.ndarray] = (),
-                          rewrite: bool = True) -> Path:
+                          rewrite: bool = True, overwrite: bool = False) -> Path:
     """Exports the full-context forward over one fixed window, ``forward((1, N) samples) -> (1, T, V)``.
 
     The offline counterpart of `export_streaming` (same rewrite and quantization), for measuring
@@ -398,24 +403,26 @@ def export_offline_window(checkpoint: Checkpoint, window_seconds: float, quantiz
         out: Path of the ``.pte`` file.
         calibration: Static int8: speech waveforms, cut into windows for calibration.
         rewrite: Delegate-friendly rewrite first.
+        overwrite: Replace an existing program (otherwise refused before the work).
 
     Returns:
-        The path of the written program.
+        The path of the written program (written atomically).
     """
     _require_executorch()
-    path = check_output_path(out)
+    path = check_output_path(out, overwrite)
     _check_calibration(quantize, calibration)
     n = round(window_seconds * SAMPLE_RATE)
     model = delegate_friendly(checkpoint.model) if rewrite else checkpoint.model.eval()
     config = ExportConfig(StreamingConfig(), quantize, rewrite)
     pieces = [np.pad(w[i:i + n], (0, max(0, n - len(w[i:i + n])))) for w in calibration for i in range(0, len(w), n)]
     windows = [(torch.from_numpy(p.astype(np.float32))[None],) for p in pieces]
-    _lower(_Window(model).eval(), (torch.zeros(1, n),), config, windows, {"sample_rate": SAMPLE_RATE}, path)
+    with atomic_files([path], overwrite) as (program_file,):
+        _lower(_Window(model).eval(), (torch.zeros(1, n),), config, windows, {"sample_rate": SAMPLE_RATE}, program_file)
     return path
 
 
 def export_streaming(checkpoint: Checkpoint, config: ExportConfig, out: str | os.PathLike[str],
-                     calibration: Sequence[np.ndarray] = ()) -> Path:
+                     calibration: Sequence[np.ndarray] = (), overwrite: bool = False) -> Path:
     """Exports the streaming step of a model to an ExecuTorch ``.pte`` (and its ``.json`` sidecar).
 
     Args:
@@ -424,15 +431,18 @@ def export_streaming(checkpoint: Checkpoint, config: ExportConfig, out: str | os
         out: Path of the ``.pte`` file.
         calibration: Static int8 only: speech waveforms, (N,) float32 at 16 kHz, streamed through
             the step to set the activation scales (a few utterances, 10-30 s in all).
+        overwrite: Replace an existing program and sidecar (otherwise refused before the work).
 
     Returns:
-        The path of the written program.
+        The path of the written program. It and its sidecar are written atomically and take their
+        names together.
 
     Raises:
         ConfigError: Static int8 without calibration audio.
+        OutputError: See `check_output_path`.
     """
     _require_executorch()
-    path = check_output_path(out)
+    path = check_output_path(out, overwrite)
     _check_calibration(config.quantize, calibration)
     model = delegate_friendly(checkpoint.model) if config.rewrite else checkpoint.model.eval()
     encoder = StreamingEncoder(model, config.streaming, trim_invalid=False)
@@ -442,12 +452,14 @@ def export_streaming(checkpoint: Checkpoint, config: ExportConfig, out: str | os
                  "left_frames": sc.left_frames, "right_frames": sc.right_frames, "vocab_size": len(vocab),
                  "blank_id": vocab.blank_id}
     steps = _calibration_steps(module, checkpoint.preprocess.normalize, calibration)
-    segments, portable = _lower(module, _example_inputs(module), config, steps, constants, path, planned_inputs=False)
-    sidecar = {"format": "streamer-pte", "format_version": PTE_FORMAT_VERSIONS[-1],
-               "input_padding_bytes": INPUT_PADDING_BYTES, "quantize": config.quantize,
-               "delegate_segments": segments, "portable_ops": portable,
-               "streaming": dataclasses.asdict(sc), "vocabulary": vocab.to_dict(),
-               "preprocess": checkpoint.preprocess.to_dict(), "encoder": checkpoint.config.to_dict(),
-               "state": module.layout()}
-    path.with_suffix(".json").write_text(json.dumps(sidecar, indent=1) + "\n")
+    with atomic_files([path, path.with_suffix(".json")], overwrite) as (program_file, sidecar_file):
+        segments, portable = _lower(module, _example_inputs(module), config, steps, constants, program_file,
+                                    planned_inputs=False)
+        sidecar = {"format": "streamer-pte", "format_version": PTE_FORMAT_VERSIONS[-1],
+                   "input_padding_bytes": INPUT_PADDING_BYTES, "quantize": config.quantize,
+                   "delegate_segments": segments, "portable_ops": portable,
+                   "streaming": dataclasses.asdict(sc), "vocabulary": vocab.to_dict(),
+                   "preprocess": checkpoint.preprocess.to_dict(), "encoder": checkpoint.config.to_dict(),
+                   "state": module.layout()}
+        sidecar_file.write_text(json.dumps(sidecar, indent=1) + "\n")
     return path

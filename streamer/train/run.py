@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import re
 import signal
 import time
@@ -35,6 +34,7 @@ from streamer.checkpoint import load_pretrained_encoder, model_vocabulary, save_
 from streamer.constants import SAMPLE_RATE
 from streamer.decoding.greedy import greedy_text
 from streamer.errors import CheckpointError, ConfigError
+from streamer.files import atomic_files, is_temporary, write_atomic
 from streamer.metrics import corpus_rates
 from streamer.model.config import PRESETS, EncoderConfig
 from streamer.model.masks import ChunkAttention
@@ -184,12 +184,12 @@ def load_training_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_files([path], overwrite=True) as (tmp,):
+        torch.save(obj, tmp)
 
 
-#: What a run folder holds (anything else there means it is not this run's folder).
+#: What a run folder holds (anything else there, but a temporary file of a killed write, means it is not
+#: this run's folder).
 RUN_FILES = frozenset({"checkpoint.pt", ".checkpoint.pt.tmp", "config.json", "vocabulary.json", "vocab.json",
                        "log.jsonl", "best", "last"})
 
@@ -205,7 +205,7 @@ def _check_run_folder(out: Path) -> None:
         return
     if not out.is_dir():
         raise ConfigError(f"--out: expected a folder for the run, found a file at {out}")
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES and not is_temporary(p.name))
     config = out / "config.json"
     if not foreign and config.is_file():
         try:
@@ -233,7 +233,7 @@ def _run_vocabulary(cfg: TrainConfig, out: Path) -> tuple[Vocabulary, str]:
         return Vocabulary.from_dict(json.loads(saved.read_text(encoding="utf-8"))), f"from {saved}"
     raw = [u.text for m in cfg.train_manifests if not Path(m).is_dir() for u in read_manifest(m, normalize=False)]
     vocab, origin = choose_vocabulary(cfg, [t for t in raw if t])
-    saved.write_text(json.dumps(vocab.to_dict(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    write_atomic(saved, json.dumps(vocab.to_dict(), ensure_ascii=False, indent=1) + "\n", overwrite=True)
     save_vocab_json(vocab, out / "vocab.json")
     return vocab, origin
 
@@ -302,7 +302,7 @@ def train(cfg: TrainConfig, show_progress: bool = True, log: Callable[[str], Non
             step.heads.load_state_dict(saved["heads"])
         step.optimizer.load_state_dict(saved["optimizer"])
         log(f"resumed from {ckpt_path} at step {state['step']} (epoch {state['epoch']}, batch {state['position']})")
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    write_atomic(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n", overwrite=True)
     lengths = source.lengths.tolist()
     texts = int((source.label_lengths > 0).sum())
     log(f"model: {count_parameters(model) / 1e6:.2f}M parameters; training set: {len(source)} utterances "

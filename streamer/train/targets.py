@@ -31,6 +31,7 @@ import numpy as np
 
 from streamer.audio import to_int16
 from streamer.errors import ConfigError
+from streamer.files import atomic_files, write_atomic
 
 #: Rows gathered before a shard is written (about 20 MB of float16 at 191 classes).
 SHARD_ROWS = 50_000
@@ -161,9 +162,7 @@ class TargetWriter:
             shards = [e.shard for e in existing._index.values()]
             self._next_shard = max(shards) + 1 if shards else 0
         else:
-            tmp = meta_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(meta.__dict__, indent=1) + "\n", encoding="utf-8")
-            os.replace(tmp, meta_path)
+            write_atomic(meta_path, json.dumps(meta.__dict__, indent=1) + "\n")
             self._done, self._next_shard = set(), 0
         self.meta, self.shard_rows = meta, shard_rows
         self._pending: list[tuple[str, np.ndarray]] = []
@@ -190,9 +189,8 @@ class TargetWriter:
             return
         shard = self._next_shard
         path = self.folder / f"shard-{shard:05d}.npy"
-        tmp = self.folder / f".shard-{shard:05d}.tmp.npy"
-        np.save(tmp, np.concatenate([t for _, t in self._pending]))
-        os.replace(tmp, path)
+        with atomic_files([path], overwrite=True) as (tmp,), open(tmp, "wb") as f:
+            np.save(f, np.concatenate([t for _, t in self._pending]))
         lines, start = [], 0
         for key, t in self._pending:
             lines.append(f"{key}\t{shard}\t{start}\t{len(t)}\n")

@@ -413,7 +413,7 @@ def main() -> None:
                     t = time.perf_counter()
                     try:
                         if not (args.reuse and path.is_file() and path.with_suffix(".json").is_file()):
-                            export_streaming(ck, ExportConfig(sc, q), path, calibration)
+                            export_streaming(ck, ExportConfig(sc, q), path, calibration, overwrite=True)
                     except Exception as err:  # a variant that does not lower is a result, not a crash
                         notes.append(f"{label} {LABELS[q]} {sc.mode} {XLSR_GRID.seconds(sc.chunk_frames):.2f}: export failed: "
                                      f"{type(err).__name__}: {str(err)[:300]}")
@@ -448,7 +448,7 @@ def main() -> None:
                         rows.append(r)
                 if not args.no_rewrite_count and sc == configs[0]:
                     plain = folder / f"{name}-{sc.mode}-{sc.chunk_frames}-plain.pte"
-                    export_streaming(ck, ExportConfig(sc, "none", rewrite=False), plain)
+                    export_streaming(ck, ExportConfig(sc, "none", rewrite=False), plain, overwrite=True)
                     seg = json.loads(plain.with_suffix(".json").read_text())["delegate_segments"]
                     notes.append(f"{label} {sc.mode} {XLSR_GRID.seconds(sc.chunk_frames):.2f}: delegate segments without the "
                                  f"rewrite {seg}, with it {json.loads(steps['none'].with_suffix('.json').read_text())['delegate_segments'] if 'none' in steps else '?'}")
@@ -457,7 +457,7 @@ def main() -> None:
                     path = folder / f"{name}-offline-{q}.pte"
                     try:
                         if not (args.reuse and path.is_file()):
-                            export_offline_window(ck, args.offline_window, q, path, calibration)
+                            export_offline_window(ck, args.offline_window, q, path, calibration, overwrite=True)
                     except Exception as err:
                         notes.append(f"{label} {LABELS[q]} offline window: export failed: {type(err).__name__}: "
                                      f"{str(err)[:300]}")

@@ -73,7 +73,7 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         for q in args.quantize:
             t0 = time.perf_counter()
-            path = export_streaming(ck, ExportConfig(streaming, q), folder / f"step-{q}.pte")
+            path = export_streaming(ck, ExportConfig(streaming, q), folder / f"step-{q}.pte", overwrite=True)
             export_s = time.perf_counter() - t0
             rec = Recognizer.load(args.model, lm=None, stream_files=True, two_pass=False, step_program=path)
             hyps, w, c, t = _run(rec, waves, refs)

@@ -41,7 +41,6 @@ import json
 import logging
 import math
 import multiprocessing
-import os
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -70,6 +69,7 @@ from streamer.train.corpus.tts import (
     training_voices,
 )
 from streamer.errors import ConfigError, MissingDependencyError, StreamerError
+from streamer.files import atomic_files, write_atomic
 
 _LOG = logging.getLogger(__name__)
 
@@ -342,9 +342,7 @@ def plan_split(
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, text, overwrite=True)
 
 
 def write_manifest(tsv_path: str | Path, entries: Sequence[ManifestEntry]) -> None:
@@ -447,9 +445,8 @@ def _synthesize_job(job: tuple[str, Voice, str, str]) -> tuple[str, float, str]:
         return path, 0.0, f"{type(err).__name__}: {err}"
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".part")
-    sf.write(tmp, wave, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-    os.replace(tmp, target)
+    with atomic_files([target], overwrite=True) as (tmp,):
+        sf.write(tmp, wave, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     return path, len(wave) / SAMPLE_RATE, ""
 
 

@@ -42,6 +42,7 @@ import numpy as np
 import soundfile as sf
 
 from streamer.constants import SAMPLE_RATE
+from streamer.files import atomic_files
 from streamer.train.corpus.tts import check_audio, to_mono_16k, trim_silence
 
 STAMPS = Path("/usr/share/tuxpaint/stamps")
@@ -147,9 +148,8 @@ def speak(engine: str, voice: str, text: str, rng: random.Random, workdir: Path)
 def write_flac(path: Path, wave: np.ndarray) -> float:
     """Writes 16-bit FLAC atomically; returns its duration in seconds."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.flac")
-    sf.write(str(tmp), wave, SAMPLE_RATE, subtype="PCM_16")
-    tmp.replace(path)
+    with atomic_files([path], overwrite=True) as (tmp,):
+        sf.write(str(tmp), wave, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     return len(wave) / SAMPLE_RATE
 
 

@@ -39,6 +39,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from streamer.errors import ConfigError, MissingDependencyError
+from streamer.files import atomic_files
 from streamer.text import normalize_text
 
 #: Names of the splits, in the order the corpus builder writes them.
@@ -652,8 +653,7 @@ def write_lm_text(
     guard = HeldOutFilter(splits.held_out_texts())
     seen: set[str] = set()
     train_lines = extra_lines_written = dropped = words = 0
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as out:
+    with atomic_files([path], overwrite=True) as (tmp,), open(tmp, "w", encoding="utf-8") as out:
         for sentence in splits.train:
             if sentence.text in seen:
                 continue
@@ -678,6 +678,5 @@ def write_lm_text(
                 out.write(text + "\n")
                 extra_lines_written += 1
                 words += text.count(" ") + 1
-    tmp.replace(path)
     return LmTextStats(path=path, train_lines=train_lines, extra_lines=extra_lines_written,
                        dropped_lines=dropped, words=words)
