@@ -479,3 +479,74 @@ def test_row12_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
         output_module.write_atomic(dest, "new text\n", overwrite=True)
     assert dest.read_text() == "keep\n"
     assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]
+
+
+# === Files that lie about themselves ====================================================================
+
+def _ogg_pages(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of every Ogg page in ``data``."""
+    pages, pos = [], 0
+    while pos < len(data):
+        assert data[pos:pos + 4] == b"OggS", pos
+        count = data[pos + 26]
+        end = pos + 27 + count + sum(data[pos + 27:pos + 27 + count])
+        pages.append((pos, end))
+        pos = end
+    return pages
+
+
+def _lying_audio(speech: Path, folder: Path) -> dict[str, Path]:
+    """Truncated Ogg Vorbis / Opus (cut inside a page, and cut between pages) and a WAV claiming 1 Hz."""
+    import struct
+
+    folder.mkdir(parents=True, exist_ok=True)
+    x, rate = sf.read(speech, dtype="float32")
+    made = {}
+    for name, subtype in (("v.ogg", "VORBIS"), ("o.opus", "OPUS")):
+        whole = folder / f"whole-{name}"
+        sf.write(whole, x, rate, format="OGG", subtype=subtype)
+        data = whole.read_bytes()
+        made[f"cut-{name}"] = folder / f"cut-{name}"
+        made[f"cut-{name}"].write_bytes(data[:int(len(data) * 0.6)])
+        pages = _ogg_pages(data)
+        made[f"paged-{name}"] = folder / f"paged-{name}"  # whole pages, the last ones (and the EOS flag) gone
+        made[f"paged-{name}"].write_bytes(data[:pages[len(pages) * 6 // 10][1]])
+    data = bytearray((speech.parent / "good.wav").read_bytes())
+    fmt = data.find(b"fmt ")
+    struct.pack_into("<II", data, fmt + 12, 1, 2)  # 1 Hz, 2 bytes per second
+    made["one-hertz.wav"] = folder / "one-hertz.wav"
+    made["one-hertz.wav"].write_bytes(bytes(data))
+    return made
+
+
+def test_truncated_ogg_and_lying_rates_are_errors_through_the_api(speech, tmp_path):
+    made = _lying_audio(speech, tmp_path)
+    for name in ("v.ogg", "o.opus"):
+        assert len(audio.load_audio(tmp_path / f"whole-{name}")) > 30000  # the whole files still read
+    for name, path in made.items():
+        with deadline(30), pytest.raises(AudioError) as err:
+            audio.load_audio(path)
+        expected = "sample rate of 1 Hz" if name == "one-hertz.wav" else "truncated"
+        assert expected in str(err.value) and name in str(err.value)
+    assert "4000 to 384000 Hz" in str(err.value)
+
+
+@pytest.mark.parametrize("rate", [1000, 2000, 3999, 384001, 768000])
+def test_array_rates_share_the_file_range(rate):
+    with pytest.raises(AudioError, match="4000 to 384000"):
+        prepare_array(np.zeros(8000, dtype=np.float32), rate)
+
+
+def test_decoded_audio_is_bounded_by_the_file_size(speech, tmp_path, monkeypatch):
+    """Whatever a header claims, a file cannot decode to more audio than its size holds."""
+    monkeypatch.setattr(audio, "MIN_BYTES_PER_SECOND", 1e6)  # the 2.5-s good.wav (80 KB) now "holds" < 1.1 s
+    with pytest.raises(AudioError, match="more than a file of"):
+        audio.load_audio(speech)
+
+
+def test_lying_audio_in_a_batch_is_one_error_each(speech, tmp_path):
+    made = _lying_audio(speech, tmp_path / "in")
+    good = _copy(speech, tmp_path / "in" / "good.wav")
+    res = transcribe(*(str(p) for p in made.values()), str(good), "--output-dir", str(tmp_path / "out"))
+    assert_errors(res, *made)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.txt"]
