@@ -116,14 +116,33 @@ def resolve_source(source: str | os.PathLike[str], revision: str | None = None,
             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object names one key twice (`json` would keep the last value silently)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
 def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a checkpoint file; a key given twice in one object is an error, not shadowed."""
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            data = json.load(f, object_pairs_hook=_unique_keys)
     except FileNotFoundError:
         raise CheckpointError(f"model: expected {path.name} in {path.parent}, found none") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"model: {path} is not valid JSON ({err})") from None
+    except _DuplicateKey as err:
+        raise CheckpointError(f"model: {path} names {str(err)!r} twice in one object; expected each key once "
+                              "(a second entry would silently replace the first)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise CheckpointError(f"model: {path} is not valid JSON ({type(err).__name__}: {err})") from None
+    except OSError as err:
+        raise CheckpointError(f"model: cannot read {path} ({err.strerror or type(err).__name__})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"model: {path} should hold a JSON object, found {type(data).__name__}")
     return data
@@ -244,12 +263,14 @@ def _load_streamer(folder: Path, config: Mapping[str, Any]) -> Checkpoint:
     return Checkpoint(model.eval(), vocab, folder, FORMAT, dict(metadata) if isinstance(metadata, Mapping) else {}, pre)
 
 
-def _hf_tokenizer_config(folder: Path) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    for name in ("special_tokens_map.json", "tokenizer_config.json"):
-        if (folder / name).is_file():
-            merged.update(_read_json(folder / name))
-    return merged
+def _hf_vocabulary(folder: Path, config: Mapping[str, Any]) -> Vocabulary:
+    """The vocabulary of a Hugging Face checkpoint: vocab.json, added_tokens.json and the tokenizer's
+    special tokens (special_tokens_map.json, tokenizer_config.json), checked against the head's size."""
+    def optional(name: str) -> dict[str, Any]:
+        return _read_json(folder / name) if (folder / name).is_file() else {}
+
+    tokenizer = {**optional("special_tokens_map.json"), **optional("tokenizer_config.json")}
+    return vocabulary_from_hf(_read_json(folder / "vocab.json"), tokenizer, config, optional("added_tokens.json"))
 
 
 def _load_huggingface(folder: Path, config: Mapping[str, Any]) -> Checkpoint:
@@ -260,7 +281,7 @@ def _load_huggingface(folder: Path, config: Mapping[str, Any]) -> Checkpoint:
             "(streamer train --init-from ...), then load the result")
     try:
         enc = encoder_config_from_hf(config)
-        vocab = vocabulary_from_hf(_read_json(folder / "vocab.json"), _hf_tokenizer_config(folder), config)
+        vocab = _hf_vocabulary(folder, config)
         pre_file = folder / "preprocessor_config.json"
         pre = PreprocessConfig.from_hf(_read_json(pre_file) if pre_file.is_file() else {})
     except (ConfigError, TypeError, ValueError) as err:  # int("abc") and friends in hand-edited configs
@@ -307,7 +328,7 @@ def load_pretrained_encoder(source: str | os.PathLike[str], vocab: Vocabulary, r
         state = convert_state_dict(read_weights(folder), probe.state_dict(), require_head=False)
         if "ctc_head.weight" in state and (folder / "vocab.json").is_file():
             try:
-                source_vocab = vocabulary_from_hf(_read_json(folder / "vocab.json"), _hf_tokenizer_config(folder), config)
+                source_vocab = _hf_vocabulary(folder, config)
             except ConfigError:
                 source_vocab = None
     else:
@@ -363,14 +384,16 @@ def model_vocabulary(source: str | Path) -> Vocabulary | None:
         The vocabulary, or None when the checkpoint has no CTC head (pre-trained only).
     """
     folder = resolve_source(source)
-
-    def read(name: str) -> dict[str, Any]:
-        path = folder / name
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-    config = read("config.json")
-    if config.get("format") == FORMAT:
-        return Vocabulary.from_dict(config["vocabulary"])
-    if "Wav2Vec2ForCTC" not in (config.get("architectures") or []) or not (folder / "vocab.json").is_file():
-        return None
-    return vocabulary_from_hf(read("vocab.json"), {**read("special_tokens_map.json"), **read("tokenizer_config.json")}, config)
+    config = _read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+    try:
+        if config.get("format") == FORMAT:
+            vocabulary = _section(config, "vocabulary", folder)
+            _check_vocabulary_fields(vocabulary, folder)
+            return Vocabulary.from_dict(vocabulary)
+        architectures = config.get("architectures") or []
+        if not isinstance(architectures, list) or "Wav2Vec2ForCTC" not in architectures \
+                or not (folder / "vocab.json").is_file():
+            return None
+        return _hf_vocabulary(folder, config)
+    except ConfigError as err:
+        raise CheckpointError(f"model: vocabulary of {folder}: {err}") from None

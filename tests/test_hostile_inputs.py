@@ -550,3 +550,75 @@ def test_lying_audio_in_a_batch_is_one_error_each(speech, tmp_path):
     res = transcribe(*(str(p) for p in made.values()), str(good), "--output-dir", str(tmp_path / "out"))
     assert_errors(res, *made)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.txt"]
+
+
+@pytest.fixture(scope="module")
+def hf_folder(tmp_path_factory) -> Path:
+    """A tiny random-weight Hugging Face Wav2Vec2ForCTC checkpoint (vocab.json of 12 tokens)."""
+    from conftest import make_hf_checkpoint
+
+    folder = tmp_path_factory.mktemp("hf")
+    make_hf_checkpoint(folder, "hf_tiny_layer_norm")
+    return folder
+
+
+def _hf_with_vocab(hf_folder: Path, tmp_path: Path, vocab_text: str, added: str | None = None) -> Path:
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    for p in hf_folder.iterdir():
+        if p.name != "vocab.json":
+            os.symlink(p, folder / p.name)
+    (folder / "vocab.json").write_text(vocab_text)
+    if added is not None:
+        (folder / "added_tokens.json").write_text(added)
+    return folder
+
+
+def _vocab_items(hf_folder: Path) -> list[tuple[str, int]]:
+    return sorted(json.loads((hf_folder / "vocab.json").read_text()).items(), key=lambda kv: kv[1])
+
+
+def _as_json(items: list[tuple[str, object]]) -> str:
+    return "{" + ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in items) + "}"
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("duplicate id", "share id 6"),
+    ("duplicate token", "names 'a' twice"),
+    ("gap", "no token has id [7]"),
+    ("fewer than the head", "holds 11 tokens"),
+    ("more than the head", "expected an id from 0 to 11"),
+    ("string id", "expected an integer"),
+])
+def test_hf_vocab_that_lies_is_one_checkpoint_error(hf_folder, tmp_path, case, fragment):
+    items = _vocab_items(hf_folder)
+    assert [i for _, i in items] == list(range(12)) and items[5][0] == "a"
+    if case == "duplicate id":
+        items[5] = (items[5][0], 6)  # 'a' now shadows 'b' (or is shadowed by it)
+    elif case == "duplicate token":
+        items.append(("a", 12))
+    elif case == "gap":
+        items[7] = (items[7][0], 40)
+        items = [(t, i) for t, i in items if i != 40]
+    elif case == "fewer than the head":
+        items = items[:-1]
+    elif case == "more than the head":
+        items.append(("zz", 12))
+    elif case == "string id":
+        items[5] = ("a", "5")
+    folder = _hf_with_vocab(hf_folder, tmp_path, _as_json(items))
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(folder)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_hf_added_tokens_complete_the_head(hf_folder, tmp_path):
+    """<s> and </s> often live in added_tokens.json: they count, and a clash with vocab.json is refused."""
+    items = _vocab_items(hf_folder)
+    ok = _hf_with_vocab(hf_folder, tmp_path, _as_json(items[:-2]), _as_json(items[-2:]))
+    assert load_checkpoint(ok).vocab.tokens[-2:] == tuple(t for t, _ in items[-2:])
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    bad = _hf_with_vocab(hf_folder, clash, _as_json(items[:-2]), _as_json([(items[-2][0], 5), items[-1]]))
+    with pytest.raises(CheckpointError, match="share id 5"):
+        load_checkpoint(bad)
