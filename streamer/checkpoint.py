@@ -192,27 +192,6 @@ def _section(config: Mapping[str, Any], name: str, folder: Path, required: bool 
     return value
 
 
-def _check_vocabulary_fields(data: Mapping[str, Any], folder: Path) -> None:
-    """Types of the vocabulary section's fields (their values are checked by `Vocabulary`)."""
-    def bad(field_name: str, expected: str) -> CheckpointError:
-        value = data.get(field_name)
-        return CheckpointError(f"model: config.json in {folder}: vocabulary.{field_name}: expected {expected}, "
-                               f"found {type(value).__name__} {str(value)[:40]!r}")
-
-    tokens = data.get("tokens")
-    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-        raise bad("tokens", "a list of strings")
-    for name, optional in (("blank_id", False), ("unk_id", True)):
-        value = data.get(name)
-        if not (optional and value is None) and (isinstance(value, bool) or not isinstance(value, int)):
-            raise bad(name, "an integer index" + (" or null" if optional else ""))
-    specials = data.get("special_ids", [])
-    if not isinstance(specials, list) or any(isinstance(i, bool) or not isinstance(i, int) for i in specials):
-        raise bad("special_ids", "a list of integer indices")
-    if data.get("word_delimiter", "|") is not None and not isinstance(data.get("word_delimiter", "|"), str):
-        raise bad("word_delimiter", "a string or null (no delimiter: Chinese, Japanese, Thai)")
-
-
 def _check_weights_fit(folder: Path, enc: EncoderConfig) -> None:
     """Refuses a config whose model would not fit its weight file, before the model is allocated.
 
@@ -237,7 +216,6 @@ def _load_streamer(folder: Path, config: Mapping[str, Any]) -> Checkpoint:
         raise CheckpointError(f"model: format_version {version!r} in {folder}, this streamer reads {FORMAT_VERSION}")
     encoder = _section(config, "encoder", folder)
     vocabulary = _section(config, "vocabulary", folder)
-    _check_vocabulary_fields(vocabulary, folder)
     try:
         enc = EncoderConfig.from_dict(encoder)
         vocab = Vocabulary.from_dict(vocabulary)
@@ -387,9 +365,7 @@ def model_vocabulary(source: str | Path) -> Vocabulary | None:
     config = _read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
     try:
         if config.get("format") == FORMAT:
-            vocabulary = _section(config, "vocabulary", folder)
-            _check_vocabulary_fields(vocabulary, folder)
-            return Vocabulary.from_dict(vocabulary)
+            return Vocabulary.from_dict(_section(config, "vocabulary", folder))
         architectures = config.get("architectures") or []
         if not isinstance(architectures, list) or "Wav2Vec2ForCTC" not in architectures \
                 or not (folder / "vocab.json").is_file():
