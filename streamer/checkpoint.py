@@ -13,6 +13,8 @@ Hugging Face hub id (``owner/name``), fetched with huggingface_hub into its usua
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import re
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -53,6 +56,45 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass(frozen=True)
+class ModelIdentity:
+    """What a model is, as two SHA-256 digests (hex): a program exported from it records this, so that
+    pairing the program with another model is refused."""
+
+    config_sha256: str
+    """Of the model's configuration: encoder dimensions, vocabulary and preprocessing (canonical JSON)."""
+    weights_sha256: str
+    """Of its weights: every tensor's name, shape and float32 values, in name order."""
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready form."""
+        return {"config_sha256": self.config_sha256, "weights_sha256": self.weights_sha256}
+
+    def difference(self, other: "ModelIdentity") -> str | None:
+        """What differs from ``other``, in words, or None when they are the same model."""
+        parts = [what for what, a, b in (("configuration", self.config_sha256, other.config_sha256),
+                                         ("weights", self.weights_sha256, other.weights_sha256)) if a != b]
+        return " and ".join(parts) or None
+
+
+def model_identity(model: Wav2Vec2CTC, vocab: Vocabulary, preprocess: PreprocessConfig) -> ModelIdentity:
+    """The `ModelIdentity` of a model: digests of its configuration and of its weights.
+
+    The weights are hashed as float32, so a checkpoint stored in float16 and the same one stored in
+    float32 after loading are one model; about 1 s per GB of float32 weights.
+    """
+    config = {"encoder": model.config.to_dict(), "vocabulary": vocab.to_dict(), "preprocess": preprocess.to_dict()}
+    config_hash = hashlib.sha256(json.dumps(config, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+    weights = hashlib.sha256()
+    with torch.no_grad():
+        for name, tensor in sorted(model.state_dict().items()):
+            t = tensor.detach().cpu()
+            t = (t.float() if t.is_floating_point() else t).contiguous()
+            weights.update(f"{name}:{list(t.shape)}:{str(t.dtype)}\n".encode())
+            weights.update(t.numpy().view(np.uint8).reshape(-1).data if t.numel() else b"")
+    return ModelIdentity(config_hash.hexdigest(), weights.hexdigest())
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     """A loaded model with everything needed to use it."""
 
@@ -73,6 +115,11 @@ class Checkpoint:
     def config(self) -> EncoderConfig:
         """The encoder's dimensions."""
         return self.model.config
+
+    @functools.cached_property
+    def identity(self) -> ModelIdentity:
+        """Digests of the configuration and weights (`model_identity`), computed once, when first asked."""
+        return model_identity(self.model, self.vocab, self.preprocess)
 
 
 def resolve_source(source: str | os.PathLike[str], revision: str | None = None,

@@ -228,8 +228,9 @@ class Recognizer:
         lm: The language model for the beam search (`streamer.decoding.lm_bundle.LmBundle`), or None.
 
     Raises:
-        ConfigError: The program belongs to another model, or the config needs a PyTorch model that
-            is absent.
+        CheckpointError: The program or its sidecar is damaged (`streamer.export.runtime.PteStreamingEncoder`).
+        ConfigError: The program was exported from another model (its configuration or weights differ
+            from the checkpoint's), or the config needs a PyTorch model that is absent.
     """
 
     def __init__(self, checkpoint: Checkpoint | None, config: RecognizerConfig | None = None,
@@ -241,8 +242,10 @@ class Recognizer:
         if step_program is not None:
             from streamer.export.runtime import PteStreamingEncoder
             program = PteStreamingEncoder(step_program)
-            if checkpoint is not None and program.meta["vocabulary"] != checkpoint.vocab.to_dict():
-                raise ConfigError(f"pte: {step_program} was exported from another model (vocabularies differ)")
+            differs = checkpoint.identity.difference(program.sidecar.model) if checkpoint is not None else None
+            if differs:
+                raise ConfigError(f"pte: {step_program} was exported from another model than {checkpoint.folder}: "
+                                  f"the {differs} differ (the sidecar's model digests)")
             config = replace(config, streaming=program.config)
         if checkpoint is None:
             for needs, what in ((config.two_pass, "two-pass finals (two_pass=True) re-decode each utterance"),

@@ -622,3 +622,237 @@ def test_hf_added_tokens_complete_the_head(hf_folder, tmp_path):
     bad = _hf_with_vocab(hf_folder, clash, _as_json(items[:-2]), _as_json([(items[-2][0], 5), items[-1]]))
     with pytest.raises(CheckpointError, match="share id 5"):
         load_checkpoint(bad)
+
+
+# --- exported programs: damaged, edited, or paired with another model ---------------------------------
+
+def _program_bytes(body: int = 3000, segments: int = 1000, seed: int = 0) -> bytes:
+    """A file laid out like an ExecuTorch program: root offset, identifier, extended header, program
+    bytes, then segment bytes (random content: these tests must never reach the runtime)."""
+    program_size = 40 + body
+    header = ((60).to_bytes(4, "little") + b"ET12" + b"eh00" + (32).to_bytes(4, "little")
+              + program_size.to_bytes(8, "little") + program_size.to_bytes(8, "little")
+              + segments.to_bytes(8, "little"))
+    return header + np.random.default_rng(seed).bytes(body + segments)
+
+
+def _sidecar_dict(model_dir: Path, program: Path) -> dict:
+    """A valid sidecar for ``program`` (its real size and checksum), built as the exporter builds it."""
+    from streamer.export.executorch import step_module
+    from streamer.export.sidecar import ProgramFile, Sidecar, StateEntry
+    from streamer.streaming import StreamingConfig, StreamingEncoder
+
+    ck = load_checkpoint(model_dir)
+    cfg = StreamingConfig.from_seconds("cached", 0.32)
+    layout = step_module(StreamingEncoder(ck.model, cfg, trim_invalid=False), rewritten=False).layout()
+    state = tuple(StateEntry(e["name"], tuple(e["shape"]), e["dtype"], e["next"]) for e in layout)
+    return Sidecar(program=ProgramFile.of(program), model=ck.identity, streaming=cfg, vocabulary=ck.vocab,
+                   preprocess=ck.preprocess, encoder=ck.config, state=state, input_padding_bytes=128).to_dict()
+
+
+def _write_program(folder: Path, data: bytes, sidecar: dict | str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "s.pte").write_bytes(data)
+    (folder / "s.json").write_text(sidecar if isinstance(sidecar, str) else json.dumps(sidecar))
+    return folder / "s.pte"
+
+
+@pytest.fixture
+def no_runtime(monkeypatch):
+    """Fails a test whose program reaches the ExecuTorch runtime (damage must be found before it)."""
+    pytest.importorskip("executorch", reason="executorch is not installed (pip install 'streamer[export]')")
+    from streamer.export import runtime
+
+    def reached(path, etdump=False):
+        raise AssertionError(f"the runtime was given {path}")
+
+    monkeypatch.setattr(runtime, "load_program", reached)
+    return runtime
+
+
+def _flip(data: bytes, at: int) -> bytes:
+    out = bytearray(data)
+    out[at] ^= 0xFF
+    return bytes(out)
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    ("flipped byte", "SHA-256 differs"),
+    ("flipped program size", "is damaged: its segments start"),
+    ("flipped segment size", "truncated: its header declares"),
+    ("cut", "truncated: its header declares"),
+    ("padded", "damaged: its header declares"),
+    ("text", "found text"),
+    ("short", "too short for its header"),
+    ("another identifier", "found identifier b'ET99'"),
+    ("no extended header", "extended header is missing"),
+])
+def test_damaged_program_is_refused_before_the_runtime(model_dir, tmp_path, no_runtime, damage, fragment):
+    good = _program_bytes()
+    sidecar = _sidecar_dict(model_dir, _write_program(tmp_path / "good", good, "{}"))
+    data = {"flipped byte": _flip(good, 2000), "flipped program size": _flip(good, 23),
+            "flipped segment size": _flip(good, 33), "cut": good[:len(good) * 6 // 10], "padded": good + b"\0" * 16,
+            "text": b"this is not a program\n" * 20, "short": good[:30],
+            "another identifier": good[:4] + b"ET99" + good[8:], "no extended header": good[:8] + b"xxxx" + good[12:],
+            }[damage]
+    path = _write_program(tmp_path / "bad", data, sidecar)
+    with pytest.raises(CheckpointError) as err:
+        no_runtime.PteStreamingEncoder(path)
+    assert fragment in str(err.value) and str(path) in str(err.value)
+
+
+def _edit(sidecar: dict, edit: str) -> dict | str:
+    s = json.loads(json.dumps(sidecar))
+    if edit == "bad JSON":
+        return json.dumps(s)[:-20]
+    if edit == "not an object":
+        return "[1, 2]"
+    if edit == "missing key":
+        del s["encoder"]
+    elif edit == "extra key":
+        s["bogus"] = 1
+    elif edit == "older version":
+        s["format_version"] = 3
+    elif edit == "vocabulary one token short":
+        s["vocabulary"]["tokens"].pop()
+    elif edit == "string chunk":
+        s["streaming"]["chunk_frames"] = "16"
+    elif edit == "state shape of text":
+        s["state"][0]["shape"] = ["1", 320]
+    elif edit == "huge state":
+        s["state"][0]["shape"] = [1 << 20, 1 << 20]
+    elif edit == "state moves from nowhere":
+        s["state"][0]["next"] = {"state": 99}
+    elif edit == "normalize yes":
+        s["preprocess"]["normalize"] = "yes"
+    elif edit == "checksum of another program":
+        s["program"]["sha256"] = "0" * 64
+    elif edit == "size of another program":
+        s["program"]["bytes"] += 1
+    elif edit == "no weights digest":
+        s["model"]["weights_sha256"] = "abc"
+    return s
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    ("bad JSON", "not valid JSON"),
+    ("not an object", "expected a JSON object"),
+    ("missing key", "missing keys ['encoder']"),
+    ("extra key", "unknown keys ['bogus']"),
+    ("older version", "export the program again"),
+    ("vocabulary one token short", "encoder.vocab_size"),
+    ("string chunk", "streaming chunk"),
+    ("state shape of text", "state[0].shape"),
+    ("huge state", "state[0].shape"),
+    ("state moves from nowhere", "state[0].next"),
+    ("normalize yes", "preprocess.normalize"),
+    ("checksum of another program", "SHA-256 differs"),
+    ("size of another program", "its sidecar recorded"),
+    ("no weights digest", "model.weights_sha256"),
+])
+def test_edited_sidecar_is_one_checkpoint_error(model_dir, tmp_path, no_runtime, edit, fragment):
+    good = _program_bytes()
+    path = _write_program(tmp_path, good, "{}")
+    path = _write_program(tmp_path, good, _edit(_sidecar_dict(model_dir, path), edit))
+    with pytest.raises(CheckpointError) as err:
+        no_runtime.PteStreamingEncoder(path)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_damaged_program_on_the_command_line_is_one_error(model_dir, speech, tmp_path):
+    pytest.importorskip("executorch", reason="executorch is not installed (pip install 'streamer[export]')")
+    good = _program_bytes()
+    sidecar = _sidecar_dict(model_dir, _write_program(tmp_path / "good", good, "{}"))
+    path = _write_program(tmp_path / "bad", _flip(good, 20), sidecar)
+    res = run_cli("transcribe", str(speech), "--pte", str(path), "--no-lm", "--quiet", timeout=120)
+    assert_errors(res, "s.pte")
+    assert res.returncode == 1
+
+
+@pytest.fixture(scope="module")
+def exported(model_dir, tmp_path_factory) -> Path:
+    """A real program of the tiny test model (cached, 0.32 s, fp32) and its sidecar."""
+    pytest.importorskip("executorch", reason="executorch is not installed (pip install 'streamer[export]')")
+    from streamer.export.executorch import ExportConfig, export_streaming
+    from streamer.streaming import StreamingConfig
+
+    out = tmp_path_factory.mktemp("pte") / "s.pte"
+    return export_streaming(load_checkpoint(model_dir), ExportConfig(StreamingConfig.from_seconds("cached", 0.32),
+                                                                     "none"), out)
+
+
+def _edited_copy(exported: Path, folder: Path, edit) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(exported, folder / "s.pte")
+    sidecar = json.loads(exported.with_suffix(".json").read_text())
+    edit(sidecar)
+    (folder / "s.json").write_text(json.dumps(sidecar))
+    return folder / "s.pte"
+
+
+def _shorter_vocabulary(s: dict) -> None:
+    s["vocabulary"]["tokens"].pop()
+    s["encoder"]["vocab_size"] -= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda s: s["streaming"].update(chunk_frames=32, left_frames=64), "chunk_samples"),
+    (_shorter_vocabulary, "vocab_size"),
+    (lambda s: s["state"][0].update(shape=[1, 99]), "forward input 2"),
+    (lambda s: s["state"][1].update(dtype="float32"), "forward input 3"),
+    (lambda s: s["vocabulary"].update(blank_id=1), "blank_id"),
+    (lambda s: s["state"][0].update(next={"output": 99}), "state output 99"),
+], ids=["chunk", "vocabulary size", "state shape", "state dtype", "blank", "next from nowhere"])
+def test_sidecar_is_checked_against_its_program(exported, tmp_path, edit, fragment):
+    from streamer.export.runtime import PteStreamingEncoder
+
+    assert PteStreamingEncoder(exported).config.chunk_frames == 16
+    with pytest.raises(CheckpointError, match="disagree") as err:
+        PteStreamingEncoder(_edited_copy(exported, tmp_path, edit))
+    assert fragment in str(err.value)
+
+
+@pytest.mark.slow
+def test_real_program_with_a_damaged_header_never_aborts(exported, tmp_path):
+    """Each byte of the header flipped in turn: one error each, in a child process (the runtime's own
+    checks abort the process on some of these)."""
+    data = exported.read_bytes()
+    paths = []
+    for at in range(4, 40):
+        folder = tmp_path / f"at{at}"
+        folder.mkdir()
+        (folder / "s.pte").write_bytes(_flip(data, at))
+        shutil.copyfile(exported.with_suffix(".json"), folder / "s.json")
+        paths.append(str(folder / "s.pte"))
+    code = ("import sys\nfrom streamer.export.runtime import PteStreamingEncoder\nfrom streamer.errors import "
+            "CheckpointError\nfor p in sys.argv[1:]:\n    try:\n        PteStreamingEncoder(p)\n        print('LOADED', p)\n"
+            "    except CheckpointError as e:\n        print('ERROR', e)\n")
+    res = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = res.stdout.splitlines()
+    assert len(lines) == len(paths) and all(line.startswith("ERROR pte: ") for line in lines), res.stdout
+
+
+@pytest.mark.slow
+def test_program_paired_with_another_model_is_refused(exported, model_dir, tmp_path, speech):
+    import torch
+
+    from streamer.checkpoint import save_checkpoint
+    from streamer.model import Wav2Vec2CTC
+
+    ck = load_checkpoint(model_dir)
+    torch.manual_seed(1)
+    twin = Wav2Vec2CTC(ck.config)  # same architecture and vocabulary, other weights
+    twin.reset_parameters()
+    twin_dir = save_checkpoint(tmp_path / "twin", twin.eval(), ck.vocab)
+    x = np.zeros(16000, np.float32)
+    paired = streamer.Recognizer.load(model_dir, lm=None, step_program=exported, stream_files=True)  # its own model
+    eager = streamer.Recognizer.load(model_dir, lm=None, streaming=paired.config.streaming, stream_files=True)
+    assert paired.transcribe(x).text == eager.transcribe(x).text
+    with pytest.raises(ConfigError, match="the weights differ"):
+        streamer.Recognizer.load(twin_dir, lm=None, step_program=exported)
+    res = run_cli("transcribe", str(speech), "--pte", str(exported), "--model", MODEL, "--no-lm", "--quiet", timeout=120)
+    assert_errors(res, "exported from another model")
+    assert "configuration and weights differ" in error_lines(res)[0]

@@ -45,10 +45,9 @@ from streamer.checkpoint import Checkpoint
 from streamer.constants import SAMPLE_RATE
 from streamer.errors import ConfigError, missing_dependency
 from streamer.export.rewrite import delegate_friendly
-from streamer.export.runtime import PTE_FORMAT_VERSIONS, advance_state
+from streamer.export.runtime import advance_state
+from streamer.export.sidecar import QUANTIZATIONS, ProgramFile, Sidecar, StateEntry
 from streamer.streaming import CachedState, StreamingConfig, StreamingEncoder, WindowState, state_tensors
-
-QUANTIZATIONS = ("none", "dynamic", "static")
 
 INPUT_PADDING_BYTES = 128
 """Readable bytes a caller keeps after every input buffer of a streaming step (format version 3).
@@ -434,6 +433,7 @@ def export_streaming(checkpoint: Checkpoint, config: ExportConfig, out: str | os
     _require_executorch()
     path = check_output_path(out)
     _check_calibration(config.quantize, calibration)
+    identity = checkpoint.identity  # of the weights as loaded, before the rewrite
     model = delegate_friendly(checkpoint.model) if config.rewrite else checkpoint.model.eval()
     encoder = StreamingEncoder(model, config.streaming, trim_invalid=False)
     module = step_module(encoder, config.rewrite).eval()
@@ -443,11 +443,10 @@ def export_streaming(checkpoint: Checkpoint, config: ExportConfig, out: str | os
                  "blank_id": vocab.blank_id}
     steps = _calibration_steps(module, checkpoint.preprocess.normalize, calibration)
     segments, portable = _lower(module, _example_inputs(module), config, steps, constants, path, planned_inputs=False)
-    sidecar = {"format": "streamer-pte", "format_version": PTE_FORMAT_VERSIONS[-1],
-               "input_padding_bytes": INPUT_PADDING_BYTES, "quantize": config.quantize,
-               "delegate_segments": segments, "portable_ops": portable,
-               "streaming": dataclasses.asdict(sc), "vocabulary": vocab.to_dict(),
-               "preprocess": checkpoint.preprocess.to_dict(), "encoder": checkpoint.config.to_dict(),
-               "state": module.layout()}
-    path.with_suffix(".json").write_text(json.dumps(sidecar, indent=1) + "\n")
+    state = tuple(StateEntry(e["name"], tuple(e["shape"]), e["dtype"], e["next"]) for e in module.layout())
+    sidecar = Sidecar(program=ProgramFile.of(path), model=identity, streaming=sc, vocabulary=vocab,
+                      preprocess=checkpoint.preprocess, encoder=checkpoint.config, state=state,
+                      quantize=config.quantize, input_padding_bytes=INPUT_PADDING_BYTES,
+                      delegate_segments=segments, portable_ops=portable)
+    path.with_suffix(".json").write_text(json.dumps(sidecar.to_dict(), indent=1) + "\n")
     return path
