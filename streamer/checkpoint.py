@@ -32,6 +32,7 @@ from streamer.convert.huggingface import (
     is_huggingface_config,
     vocabulary_from_hf,
 )
+from streamer import jsonfile
 from streamer.errors import CheckpointError, ConfigError
 from streamer.model.config import EncoderConfig
 from streamer.model.model import Wav2Vec2CTC
@@ -163,31 +164,14 @@ def resolve_source(source: str | os.PathLike[str], revision: str | None = None,
             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
 
 
-class _DuplicateKey(ValueError):
-    """A JSON object names one key twice (`json` would keep the last value silently)."""
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise _DuplicateKey(key)
-        seen[key] = value
-    return seen
-
-
 def _read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from a checkpoint file; a key given twice in one object is an error, not shadowed."""
+    """A JSON object from a checkpoint file (strict: `streamer.jsonfile.parse`)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f, object_pairs_hook=_unique_keys)
+        data = jsonfile.parse(path.read_bytes())
     except FileNotFoundError:
         raise CheckpointError(f"model: expected {path.name} in {path.parent}, found none") from None
-    except _DuplicateKey as err:
-        raise CheckpointError(f"model: {path} names {str(err)!r} twice in one object; expected each key once "
-                              "(a second entry would silently replace the first)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise CheckpointError(f"model: {path} is not valid JSON ({type(err).__name__}: {err})") from None
+    except jsonfile.JsonSyntaxError as err:
+        raise CheckpointError(f"model: {path} is not valid JSON: {err}") from None
     except OSError as err:
         raise CheckpointError(f"model: cannot read {path} ({err.strerror or type(err).__name__})") from None
     if not isinstance(data, dict):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from streamer import jsonfile
 from streamer.constants import ENGLISH_ALPHABET
 from streamer.errors import ConfigError
 from streamer.text import is_unsegmented_letter
@@ -273,13 +274,19 @@ def load_vocab_json(path: str | Path, *, language: str | None = None) -> Vocabul
     wav2vec2 CTC vocabulary with ``<pad>`` as blank, ``<unk>`` and (optionally) ``|``."""
     path = Path(path)
     try:
-        mapping = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"vocab.json: expected a JSON token→id map at {path}, found: {err}") from None
-    if not isinstance(mapping, dict) or not all(isinstance(v, int) for v in mapping.values()):
-        raise ConfigError(f"vocab.json: expected a token→id map at {path}, found {type(mapping).__name__}")
+        mapping = jsonfile.parse(path.read_bytes())
+    except OSError as err:
+        raise ConfigError(f"vocab.json: cannot read {path} ({err.strerror or type(err).__name__})") from None
+    except jsonfile.JsonSyntaxError as err:
+        raise ConfigError(f"vocab.json: expected a JSON token→id map at {path}, found invalid JSON: {err}") from None
+    if not isinstance(mapping, dict) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                for v in mapping.values()):
+        raise ConfigError(f"vocab.json: expected a token→id map (integer ids) at {path}, found "
+                          f"{type(mapping).__name__} {str(mapping)[:40]!r}")
+    if not mapping:
+        raise ConfigError(f"vocab.json: expected a token→id map at {path}, found an empty object")
     size = max(mapping.values()) + 1
-    if sorted(mapping.values()) != list(range(size)):
+    if len(mapping) != size or min(mapping.values()) < 0 or len(set(mapping.values())) != size:
         raise ConfigError(f"vocab.json: expected ids 0..{size - 1} once each at {path}, found {sorted(mapping.values())[:10]}...")
     tokens = tuple(sorted(mapping, key=mapping.__getitem__))
     if PAD_TOKEN not in mapping:

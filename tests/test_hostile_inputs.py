@@ -584,7 +584,7 @@ def _as_json(items: list[tuple[str, object]]) -> str:
 
 @pytest.mark.parametrize("case, fragment", [
     ("duplicate id", "share id 6"),
-    ("duplicate token", "names 'a' twice"),
+    ("duplicate token", "'a' appears twice"),
     ("gap", "no token has id [7]"),
     ("fewer than the head", "holds 11 tokens"),
     ("more than the head", "expected an id from 0 to 11"),

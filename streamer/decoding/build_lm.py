@@ -39,6 +39,7 @@ from typing import Sequence
 
 from streamer.decoding.lm_bundle import load_unigrams, unigrams_file_for
 from streamer.errors import ConfigError, StreamerError
+from streamer.output import prepare_output_dir
 from streamer.text import decoder_words
 from streamer.checkpoint import model_vocabulary
 from streamer.vocab import Vocabulary, english_characters, load_vocab_json
@@ -145,7 +146,7 @@ def build_lm(
     and apostrophe, digits spelled out) and empty results are skipped.
 
     Args:
-        corpus_txt: UTF-8 text file, one sentence per line.
+        corpus_txt: UTF-8 text file, one sentence per line (other encodings and binary data are refused).
         out_path: Model to write; ``.arpa`` keeps the text format, anything else (e.g. ``.binary``)
             is converted with build_binary. Parent folders are created.
         order: N-gram order, 1 .. MAX_ORDER.
@@ -185,15 +186,18 @@ def build_lm(
         raise ConfigError(f"lm.quantize_bits: only binary models are quantized, found output {out_path}")
     if not corpus_txt.is_file():
         raise ConfigError(f"lm.corpus: expected a text file, found no file at {corpus_txt}")
+    if out_path.is_dir():
+        raise ConfigError(f"lm.output: expected a file path for the model, found a folder: {out_path}")
+    prepare_output_dir(out_path.parent)  # a file in the way, a read-only or special folder: fail before the work
     tools = find_kenlm_tools(bin_dir)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="streamer-lm-", dir=out_path.parent) as tmp:
         tmp_dir = Path(tmp)
         text_path = tmp_dir / "corpus.txt"
         sentences = tokens = 0
         vocabulary: set[str] = set()
-        with open(corpus_txt, encoding="utf-8", errors="replace") as src, open(text_path, "w", encoding="utf-8") as dst:
-            for line in src:
+        with open(corpus_txt, "rb") as src, open(text_path, "w", encoding="utf-8") as dst:
+            for number, raw in enumerate(src, 1):
+                line = _text_line(raw, corpus_txt, number)
                 norm = decoder_words(line, vocab if vocab is not None else english_characters())
                 if norm:
                     words = norm.split()
@@ -225,6 +229,22 @@ def build_lm(
         shutil.move(str(words_tmp), unigrams_path)
     return BuiltLM(path=out_path, unigrams_path=unigrams_path, order=order, sentences=sentences,
                    tokens=tokens, vocabulary=len(set(model_words)))
+
+
+def _text_line(raw: bytes, path: Path, number: int) -> str:
+    """One corpus line as text.
+
+    Raises:
+        ConfigError: The line is not UTF-8, or holds a NUL byte (binary data, not text).
+    """
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"lm.corpus: expected UTF-8 text, found the byte {raw[err.start]:#04x} on line {number} of "
+                          f"{path} (binary data, or another encoding: convert it with iconv -t UTF-8)") from None
+    if "\0" in line:
+        raise ConfigError(f"lm.corpus: expected text, found a NUL byte on line {number} of {path} (binary data)")
+    return line
 
 
 def _run(command: list[str], **kwargs) -> None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import os
 import re
@@ -37,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from streamer import jsonfile
 from streamer.checkpoint import ModelIdentity
 from streamer.constants import SAMPLE_RATE
 from streamer.errors import CheckpointError, ConfigError
@@ -229,16 +229,14 @@ class Sidecar:
         """
         side = Path(path).with_suffix(".json")
         try:
-            text = side.read_text(encoding="utf-8")
+            data = jsonfile.parse(side.read_bytes())
         except FileNotFoundError:
             raise CheckpointError(f"pte: expected the sidecar {side.name} beside {Path(path).name}, found none "
                                   "(streamer export writes both)") from None
-        except (OSError, UnicodeDecodeError) as err:
-            raise CheckpointError(f"pte: cannot read the sidecar {side} ({type(err).__name__}: {err})") from None
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as err:
-            raise CheckpointError(f"pte: the sidecar {side} is not valid JSON ({err})") from None
+        except OSError as err:
+            raise CheckpointError(f"pte: cannot read the sidecar {side} ({err.strerror or type(err).__name__})") from None
+        except jsonfile.JsonSyntaxError as err:
+            raise CheckpointError(f"pte: the sidecar {side} is not valid JSON: {err}") from None
         try:
             return cls.from_dict(data)
         except ConfigError as err:
