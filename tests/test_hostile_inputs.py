@@ -856,3 +856,121 @@ def test_program_paired_with_another_model_is_refused(exported, model_dir, tmp_p
     res = run_cli("transcribe", str(speech), "--pte", str(exported), "--model", MODEL, "--no-lm", "--quiet", timeout=120)
     assert_errors(res, "exported from another model")
     assert "configuration and weights differ" in error_lines(res)[0]
+
+
+# === Encoding and parse errors ===========================================================================
+
+def test_non_utf8_word_list_is_one_error(speech, tmp_path):
+    from streamer.decoding.lm_bundle import LmBundle
+
+    lm = tmp_path / "lm"
+    lm.mkdir()
+    shutil.copyfile(Path(MODEL) / "lm" / "lm.binary", lm / "lm.binary")
+    words = (Path(MODEL) / "lm" / "lm.unigrams.txt").read_text(encoding="utf-8")
+    (lm / "lm.unigrams.txt").write_bytes(words.encode("utf-8") + "café\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"expected UTF-8 text in .*lm\.unigrams\.txt, found the byte 0xe9"):
+        LmBundle.for_file(lm / "lm.binary").words()
+    res = run_cli("transcribe", str(speech), "--model", MODEL, "--lm", str(lm / "lm.binary"), "--quiet", timeout=120)
+    assert_errors(res, "lm.unigrams.txt")
+
+
+def test_latin1_manifest_and_bad_lengths_name_their_line(speech, tmp_path):
+    from streamer.train.data import read_manifest
+
+    folder = tmp_path / "data"
+    manifest = _manifest(speech, folder, ["good.wav\tshe was", "good.wav\tyellow"])
+    manifest.write_bytes("good.wav\tshe was\ngood.wav\tcafé au lait\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"train\.tsv:2: expected UTF-8 text .* 0xe9"):
+        read_manifest(manifest)
+    manifest.write_text("good.wav\tshe was\ngood.wav\tyellow\n")
+    lengths = folder / "train.lengths"
+    for text, line in (("2.5\nabc\n", 2), ("nan\n2.5\n", 1), ("2.5\n-1\n", 2), ("inf\n2.5\n", 1), ("2.5\n1e9\n", 2)):
+        lengths.write_text(text)
+        with pytest.raises(ConfigError, match=rf"train\.lengths:{line}: expected a duration"):
+            read_manifest(manifest)
+    lengths.write_bytes(b"2.5\n\xff\n")
+    with pytest.raises(ConfigError, match=r"train\.lengths:2: expected UTF-8"):
+        read_manifest(manifest)
+
+
+def test_missing_audio_names_its_manifest_line_also_with_lengths(speech, tmp_path):
+    from streamer.train.data import read_manifest
+
+    manifest = _manifest(speech, tmp_path / "data", ["good.wav\tshe was", "gone.wav\tyellow"])
+    (tmp_path / "data" / "train.lengths").write_text("2.5\n2.5\n")
+    with pytest.raises(ConfigError, match=r"train\.tsv:2: .*gone\.wav: no such file"):
+        read_manifest(manifest)
+
+
+def _lm_build(capsys, *args: str) -> tuple[int, list[str]]:
+    """``streamer lm build ARGS`` in this process (the guard of `streamer.cli.main`): exit code and stderr lines."""
+    from streamer import cli
+
+    code = cli.main(["lm", "build", *args])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err, err
+    return code, err.splitlines()
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("binary corpus", "expected UTF-8 text, found the byte"),
+    ("latin-1 corpus", "found the byte 0xe9 on line 2"),
+    ("NUL bytes", "found a NUL byte on line 1"),
+    ("empty --vocab", "found an empty object"),
+    ("--vocab of strings", "integer ids"),
+    ("--model bad JSON", "config.json is not valid JSON"),
+    ("--model without vocabulary", "section 'vocabulary'"),
+    ("--model duplicate key", "appears twice"),
+    ("-o under a file", "is a file, expected a folder"),
+    ("-o in /proc", "/proc"),
+    ("-o a folder", "found a folder"),
+])
+def test_lm_build_parse_errors_are_one_line(tmp_path, capsys, case, fragment):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("she was wearing yellow\nthe cat sat\n")
+    out = tmp_path / "out" / "lm.binary"
+    extra: list[str] = []
+    if case == "binary corpus":
+        corpus.write_bytes(np.random.default_rng(0).bytes(4000))
+    elif case == "latin-1 corpus":
+        corpus.write_bytes("the cat sat\ncafé au lait\n".encode("latin-1"))
+    elif case == "NUL bytes":
+        corpus.write_bytes(b"the cat\x00sat\n")
+    elif "--vocab" in case:
+        (tmp_path / "vocab.json").write_text("{}" if case == "empty --vocab" else '{"<pad>": "0", "a": "1"}')
+        extra = ["--vocab", str(tmp_path / "vocab.json")]
+    elif case.startswith("--model"):
+        model = tmp_path / "model"
+        model.mkdir()
+        config = json.loads((Path(MODEL) / "config.json").read_text())
+        if case == "--model bad JSON":
+            text = json.dumps(config)[:-30]
+        elif case == "--model without vocabulary":
+            del config["vocabulary"]
+            text = json.dumps(config)
+        else:
+            text = json.dumps(config)[:-1] + ', "vocabulary": {}}'
+        (model / "config.json").write_text(text)
+        extra = ["--model", str(model)]
+    elif case == "-o under a file":
+        (tmp_path / "blocker").write_text("keep\n")
+        out = tmp_path / "blocker" / "lm.binary"
+    elif case == "-o in /proc":
+        out = Path("/proc/streamer-lm/lm.binary")
+    elif case == "-o a folder":
+        out = tmp_path / "folder.binary"
+        out.mkdir()
+    code, lines = _lm_build(capsys, str(corpus), "-o", str(out), *extra)
+    errors = [line for line in lines if "error:" in line]
+    assert code == 1 and len(errors) == 1 and fragment in errors[0], lines
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+    if case == "-o under a file":
+        assert (tmp_path / "blocker").read_text() == "keep\n"
+
+
+def test_lm_help_exits_zero(capsys):
+    from streamer import cli
+
+    for argv in (["lm", "--help"], ["lm", "build", "--help"]):
+        assert cli.main(argv) == 0
+        assert "usage:" in capsys.readouterr().out

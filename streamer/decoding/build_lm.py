@@ -28,6 +28,7 @@ Command line (wired as ``streamer lm``)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -35,7 +36,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from streamer.decoding.lm_bundle import load_unigrams, unigrams_file_for
 from streamer.errors import ConfigError, StreamerError
@@ -188,10 +189,8 @@ def build_lm(
         raise ConfigError(f"lm.corpus: expected a text file, found no file at {corpus_txt}")
     if out_path.is_dir():
         raise ConfigError(f"lm.output: expected a file path for the model, found a folder: {out_path}")
-    prepare_output_dir(out_path.parent)  # a file in the way, a read-only or special folder: fail before the work
     tools = find_kenlm_tools(bin_dir)
-    with tempfile.TemporaryDirectory(prefix="streamer-lm-", dir=out_path.parent) as tmp:
-        tmp_dir = Path(tmp)
+    with _work_folder(out_path.parent) as tmp_dir:
         text_path = tmp_dir / "corpus.txt"
         sentences = tokens = 0
         vocabulary: set[str] = set()
@@ -229,6 +228,28 @@ def build_lm(
         shutil.move(str(words_tmp), unigrams_path)
     return BuiltLM(path=out_path, unigrams_path=unigrams_path, order=order, sentences=sentences,
                    tokens=tokens, vocabulary=len(set(model_words)))
+
+
+@contextlib.contextmanager
+def _work_folder(folder: Path) -> Iterator[Path]:
+    """A temporary folder inside ``folder``, created with its parents when missing.
+
+    A file in the way, a read-only or special location fails here, before any work
+    (`streamer.output.prepare_output_dir`). On failure the temporary folder and any folder made
+    for the output are removed (only while empty): a refused build leaves nothing behind.
+    """
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        prepare_output_dir(folder)
+        with tempfile.TemporaryDirectory(prefix="streamer-lm-", dir=folder) as tmp:
+            yield Path(tmp)
+    except BaseException:
+        for made in missing:  # deepest first
+            try:
+                made.rmdir()
+            except OSError:
+                break
+        raise
 
 
 def _text_line(raw: bytes, path: Path, number: int) -> str:
