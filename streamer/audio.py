@@ -42,6 +42,9 @@ from streamer.errors import AudioError, ConfigError
 
 #: Extensions routed straight to ffmpeg (libsndfile cannot read them).
 FFMPEG_ONLY = (".m4a", ".aac", ".mp4", ".m4b", ".wma", ".webm", ".mkv", ".amr", ".3gp")
+#: Most channels of an in-memory array: a 2-D array is (samples, channels) or (channels, samples), told
+#: apart by which side is at most this and which is longer.
+MAX_CHANNELS = 8
 #: Default block length of `iter_audio`, in seconds.
 BLOCK_SECONDS = 10.0
 #: Largest accepted sample magnitude (float samples are nominally in [-1, 1]). 2^31 admits float files
@@ -244,8 +247,8 @@ def read_block(samples: object, name: str = "array") -> np.ndarray:
     """Reads in-memory samples as (N,) float32 mono, as `prepare_array` does, without resampling.
 
     Args:
-        samples: A numpy array or torch tensor of shape (N,), (N, C), or (C, N) with C <= 8 < N;
-            integer samples are scaled to [-1, 1].
+        samples: A numpy array or torch tensor of shape (N,), (1, N), (N, 1), (N, C), or (C, N) with
+            C <= 8 < N (any other 2-D shape is ambiguous and refused); integer samples are scaled to [-1, 1].
         name: How errors refer to it.
 
     Returns:
@@ -255,8 +258,14 @@ def read_block(samples: object, name: str = "array") -> np.ndarray:
         AudioError: Bad samples (see `check_samples`) or an unsupported dtype/shape.
     """
     x = samples.detach().cpu().numpy() if hasattr(samples, "detach") else np.asarray(samples)
-    if x.ndim == 2 and x.shape[0] <= 8 < x.shape[1]:
+    if x.ndim == 2 and 1 in x.shape:
+        x = x.reshape(-1)  # (1, N) or (N, 1): mono either way
+    elif x.ndim == 2 and x.shape[0] <= MAX_CHANNELS < x.shape[1]:
         x = x.T
+    elif x.ndim == 2 and not x.shape[1] <= MAX_CHANNELS < x.shape[0]:
+        raise AudioError(f"{name}: ambiguous layout {x.shape}: expected (samples,), (samples, channels) or "
+                         f"(channels, samples) with at most {MAX_CHANNELS} channels and more than {MAX_CHANNELS} "
+                         "samples; pass mono (samples,) or a longer block")
     if x.size == 0 and x.ndim in (1, 2) and x.dtype.kind in "iuf":
         return np.zeros(0, dtype=np.float32)
     x = to_mono_float(x)

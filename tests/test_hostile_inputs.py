@@ -974,3 +974,150 @@ def test_lm_help_exits_zero(capsys):
     for argv in (["lm", "--help"], ["lm", "build", "--help"]):
         assert cli.main(argv) == 0
         assert "usage:" in capsys.readouterr().out
+
+
+# === Boundaries of the API and options ===================================================================
+
+@pytest.mark.parametrize("sample", [math.nan, math.inf, 1600.5, "1600", True, -1, 10**15])
+def test_skip_to_refuses_what_is_not_a_sample(rec, sample):
+    stream = rec.create_stream()
+    rec.feed(stream, np.zeros(3200, dtype=np.float32))
+    with deadline(30), pytest.raises(ConfigError, match="skip_to"):
+        rec.skip_to(stream, sample)
+    events = rec.feed(stream, np.zeros(16000, dtype=np.float32))  # the stream goes on
+    assert stream.samples_received == 19200 and events
+
+
+def test_skip_to_takes_integral_floats(rec):
+    stream = rec.create_stream()
+    rec.feed(stream, np.zeros(3200, dtype=np.float32))
+    rec.skip_to(stream, 8000.0)
+    assert stream.samples_received == 8000
+
+
+@pytest.mark.parametrize("first, flags", [
+    (10**12, [True]), (-1, [True]), (1.5, [True]), (math.nan, [True]), (0, [[True, False]]), (0, ["yes"]),
+])
+def test_speech_flags_are_checked(rec, first, flags):
+    stream = rec.create_stream()
+    with deadline(30), pytest.raises(ConfigError, match="accept_speech_flags"):
+        stream.accept_speech_flags(first, np.asarray(flags))
+
+
+@pytest.mark.parametrize("shape", [(10, 16000), (16000, 10), (4, 6), (8, 8)])
+def test_ambiguous_array_layouts_are_refused(rec, shape):
+    x = np.zeros(shape, dtype=np.float32)
+    with pytest.raises(AudioError, match="ambiguous layout"):
+        prepare_array(x)
+    with pytest.raises(AudioError, match="ambiguous layout"):
+        rec.feed(rec.create_stream(), x)
+
+
+def test_unambiguous_layouts_still_read():
+    x = np.arange(16000, dtype=np.float32) / 16000
+    for layout in (x, x[None], x[:, None], np.stack([x, x], 1), np.stack([x, x])):
+        assert np.allclose(prepare_array(layout), x)
+
+
+def test_two_threads_feeding_one_stream_are_serialized(rec, speech):
+    import threading
+
+    x, _ = sf.read(speech, dtype="float32")
+    stream = rec.create_stream()
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def feeder() -> None:
+        barrier.wait()
+        try:
+            for i in range(0, len(x), 800):
+                rec.feed(stream, x[i:i + 800])
+        except BaseException as err:  # noqa: BLE001  (any failure fails the test below)
+            errors.append(err)
+
+    threads = [threading.Thread(target=feeder) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert stream.samples_received == 2 * len(x)
+    rec.input_finished(stream)
+    assert stream.done
+
+
+@pytest.mark.parametrize("options, fragment", [
+    (["--beam", "1000000"], "beam_width"),
+    (["--beam", "0"], "beam_width"),
+    (["--alpha", "1e9"], "alpha"),
+    (["--beta", "nan"], "beta"),
+    (["--hotword-weight", "inf"], "hotword_weight"),
+    (["--hotword", "x" * 500], "hotwords"),
+], ids=lambda o: " ".join(o) if isinstance(o, list) else o)
+def test_unbounded_decoder_options_are_refused(speech, capsys, options, fragment):
+    from streamer import cli
+
+    code = cli.main(["transcribe", str(speech), "--model", MODEL, "--quiet", *options])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and fragment in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("field, value", [
+    ("max_utterance_seconds", 6000.0), ("max_batch_seconds", 1e9), ("grad_accum", 10**9), ("threads", 100000),
+    ("peak_lr", 1e6), ("buckets", 10**6), ("max_steps", 2.5), ("seed", -1), ("clip_grad", math.nan),
+])
+def test_training_options_have_ranges(field, value):
+    from streamer.train.config import TrainConfig
+
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig(train_manifests=("x.tsv",), out_dir="run", **{field: value})
+
+
+def test_training_never_builds_a_row_over_the_batch_budget():
+    """A 600-s utterance (a .lengths file that lies, say) cannot make a 600-s batch row."""
+    from streamer.train.bank import ShapeBuckets
+
+    with pytest.raises(ConfigError, match="does not fit the batch budget"):
+        ShapeBuckets.fit([16000 * 2, 16000 * 600], max_batch_seconds=10.0, count=2)
+    fitted = ShapeBuckets.fit([16000 * 2, 16000 * 9], max_batch_seconds=10.0, count=2, pad_samples=4800)
+    assert all(r * w <= 10 * 16000 + 4800 + 16000 for r, w in zip(fitted.rows, fitted.widths))
+
+
+def test_training_leaves_out_audio_longer_than_its_lengths_file_says(speech, tmp_path):
+    import torch
+
+    from streamer.train.bank import load_source
+    from streamer.vocab import english_characters
+
+    x, rate = sf.read(speech, dtype="float32")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    sf.write(folder / "long.wav", np.tile(x, 8), rate)  # 20 s
+    _copy(speech, folder / "good.wav")
+    (folder / "train.tsv").write_text("good.wav\tshe was\nlong.wav\tshe was\n")
+    (folder / "train.lengths").write_text("2.5\n2.5\n")  # the second line lies
+    source, skipped = load_source([folder / "train.tsv"], english_characters(), torch.device("cpu"), max_seconds=10.0)
+    assert skipped == 1 and len(source) == 1
+
+
+def test_mic_seconds_are_bounded(rec):
+    from streamer.frontend.live import run_mic
+
+    for seconds in (math.nan, -1.0, 0.0, 1e12):
+        with pytest.raises(ConfigError, match="mic seconds"):
+            run_mic(rec, seconds=seconds)
+
+
+# === Small ones ============================================================================================
+
+def test_a_newline_in_a_file_name_stays_on_one_error_line(speech, tmp_path):
+    odd = tmp_path / "two\nlines.wav"
+    res = transcribe(str(odd), str(speech), timeout=120)
+    assert_errors(res, "two\\nlines.wav")
+    assert "no such file" in error_lines(res)[0]
+
+
+def test_preprocess_normalize_must_be_a_boolean(tmp_path):
+    folder = _edited_model(tmp_path, lambda c: c.update(preprocess={"normalize": "yes"}))
+    with pytest.raises(CheckpointError, match="preprocess.normalize: expected true or false"):
+        load_checkpoint(folder)
