@@ -5,11 +5,14 @@ not read (m4a, aac, mp4, wma, webm, ...) are decoded by ffmpeg when it is instal
 resampled with soxr; any channel count is averaged to mono; integer samples are scaled to [-1, 1].
 
 Every failure raises `AudioError` with one line naming the input and what is wrong with it. Besides
-unreadable inputs, three kinds of damage are refused rather than transcribed in part:
+unreadable inputs, four kinds of damage are refused rather than transcribed in part:
 
-* a **truncated** file: a WAV whose data chunk declares more bytes than the file holds, or a file whose
-  header declares more frames than can be decoded (mp3 Xing/Info, FLAC, ...), by more than
+* a **truncated** file: a WAV whose data chunk declares more bytes than the file holds, an Ogg file
+  (Vorbis, Opus) whose last page is partial or that has no end-of-stream page, or a file whose header
+  declares more frames than can be decoded (mp3 Xing/Info, FLAC, ...), by more than
   `TRUNCATION_TOLERANCE_SECONDS`;
+* a header that **lies**: a sample rate outside `MIN_SAMPLE_RATE`..`MAX_SAMPLE_RATE` (4 to 384 kHz),
+  or more decoded audio than the file's size can hold (`MIN_BYTES_PER_SECOND`);
 * a file **ffmpeg** decodes with errors (corrupt or cut-off m4a/aac/...), exits non-zero on, or
   stalls on for `FFMPEG_STALL_SECONDS` (it is then killed);
 * samples that are NaN, infinite, or beyond ±`MAX_ABS_SAMPLE` (corrupt float data: the encoder's
@@ -40,14 +43,25 @@ from streamer.errors import AudioError, ConfigError
 
 #: Extensions routed straight to ffmpeg (libsndfile cannot read them).
 FFMPEG_ONLY = (".m4a", ".aac", ".mp4", ".m4b", ".wma", ".webm", ".mkv", ".amr", ".3gp")
+#: Most channels of an in-memory array: a 2-D array is (samples, channels) or (channels, samples), told
+#: apart by which side is at most this and which is longer.
+MAX_CHANNELS = 8
 #: Default block length of `iter_audio`, in seconds.
 BLOCK_SECONDS = 10.0
 #: Largest accepted sample magnitude (float samples are nominally in [-1, 1]). 2^31 admits float files
 #: written at 32-bit integer scale; larger values are corrupt data and would overflow the encoder's
 #: float32 arithmetic (the bundled model turns 1e30 into NaN logits).
 MAX_ABS_SAMPLE = float(2**31)
-#: Lowest and highest sample rates accepted, in Hz.
-MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 768_000
+#: Lowest and highest sample rates accepted, in Hz, for files and arrays alike: telephone speech is 8 kHz,
+#: studio audio at most 384 kHz. Bounding the rate bounds the resampling work per byte of input (at most
+#: 4 output samples per input sample): a header that claims 1 Hz would otherwise turn 80 KB into hours.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4_000, 384_000
+#: Fewest bytes any codec stores one second of audio in (FLAC's constant blocks of digital silence take
+#: about 20): a file that decodes to more than its size allows is refused, so the work a file causes is
+#: bounded by its real size, whatever its header claims.
+MIN_BYTES_PER_SECOND = 4
+#: Ogg's capture pattern and the header-type flag of a logical stream's last page.
+_OGG_MAGIC, _OGG_END_OF_STREAM = b"OggS", 0x04
 #: Seconds ffmpeg may go without writing anything before it is considered stalled and killed.
 FFMPEG_STALL_SECONDS = 60.0
 #: Shortfall of decoded audio against the header's frame count tolerated as codec padding, in seconds
@@ -238,8 +252,8 @@ def read_block(samples: object, name: str = "array") -> np.ndarray:
     """Reads in-memory samples as (N,) float32 mono, as `prepare_array` does, without resampling.
 
     Args:
-        samples: A numpy array or torch tensor of shape (N,), (N, C), or (C, N) with C <= 8 < N;
-            integer samples are scaled to [-1, 1].
+        samples: A numpy array or torch tensor of shape (N,), (1, N), (N, 1), (N, C), or (C, N) with
+            C <= 8 < N (any other 2-D shape is ambiguous and refused); integer samples are scaled to [-1, 1].
         name: How errors refer to it.
 
     Returns:
@@ -249,8 +263,14 @@ def read_block(samples: object, name: str = "array") -> np.ndarray:
         AudioError: Bad samples (see `check_samples`) or an unsupported dtype/shape.
     """
     x = samples.detach().cpu().numpy() if hasattr(samples, "detach") else np.asarray(samples)
-    if x.ndim == 2 and x.shape[0] <= 8 < x.shape[1]:
+    if x.ndim == 2 and 1 in x.shape:
+        x = x.reshape(-1)  # (1, N) or (N, 1): mono either way
+    elif x.ndim == 2 and x.shape[0] <= MAX_CHANNELS < x.shape[1]:
         x = x.T
+    elif x.ndim == 2 and not x.shape[1] <= MAX_CHANNELS < x.shape[0]:
+        raise AudioError(f"{name}: ambiguous layout {x.shape}: expected (samples,), (samples, channels) or "
+                         f"(channels, samples) with at most {MAX_CHANNELS} channels and more than {MAX_CHANNELS} "
+                         "samples; pass mono (samples,) or a longer block")
     if x.size == 0 and x.ndim in (1, 2) and x.dtype.kind in "iuf":
         return np.zeros(0, dtype=np.float32)
     x = to_mono_float(x)
@@ -267,6 +287,48 @@ def _wav_truncation(path: Path, extra_info: str) -> str | None:
     if declared <= present or declared >= _WAV_UNKNOWN_LENGTH:
         return None
     return f"{path}: truncated: the header declares {declared} bytes of audio data, the file holds {present}"
+
+
+def _ogg_damage(path: Path) -> str | None:
+    """Why an Ogg file (Vorbis, Opus, FLAC in Ogg) is cut short, or None when it is whole.
+
+    Walks the page headers (27 bytes and a segment table each, the rest is skipped): a file whose last
+    page ends past the end of the file, or a logical stream that began and has no page with the
+    end-of-stream flag, was truncated. Bytes between pages are skipped to the next capture pattern.
+    """
+    size = path.stat().st_size
+    open_streams: set[int] = set()
+    pos = 0
+    with open(path, "rb") as f:
+        while pos < size:
+            f.seek(pos)
+            head = f.read(27)
+            if head[:4] != _OGG_MAGIC:
+                f.seek(pos + 1)
+                rest = f.read(1 << 16)
+                found = rest.find(_OGG_MAGIC)
+                if found < 0:
+                    if len(rest) < (1 << 16):
+                        break  # trailing bytes that are not a page
+                    pos += 1 + len(rest) - 3
+                    continue
+                pos += 1 + found
+                continue
+            if len(head) < 27:
+                return f"the last Ogg page is cut short ({size - pos} of its header's 27 bytes)"
+            flags, serial, count = head[5], int.from_bytes(head[14:18], "little"), head[26]
+            table = f.read(count)
+            end = pos + 27 + count + sum(table)
+            if len(table) < count or end > size:
+                return f"the last Ogg page is cut short (it ends at byte {end}, the file at {size})"
+            if flags & 0x02:
+                open_streams.add(serial)
+            if flags & _OGG_END_OF_STREAM:
+                open_streams.discard(serial)
+            pos = end
+    if open_streams:
+        return "no Ogg page carries the end-of-stream flag (the file ends mid-stream)"
+    return None
 
 
 def _ffmpeg_blocks(path: Path, block_bytes: int, limit_seconds: float | None = None) -> Iterator[bytes]:
@@ -358,9 +420,17 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
             info = sf.info(str(p))
             if info.frames == 0:
                 raise AudioError(f"{p}: holds no audio samples")
+            if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+                raise AudioError(f"{p}: the header declares a sample rate of {info.samplerate} Hz, expected "
+                                 f"{MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz; the header is damaged")
             cut = _wav_truncation(p, info.extra_info)
             if cut:
                 raise AudioError(cut)
+            with open(p, "rb") as f:
+                is_ogg = f.read(4) == _OGG_MAGIC
+            damage = _ogg_damage(p) if is_ogg else None
+            if damage:
+                raise AudioError(f"{p}: truncated: {damage}")
             return AudioInfo(p, int(info.samplerate), int(info.channels), float(info.duration), "soundfile",
                              int(info.frames))
         except AudioError:
@@ -396,6 +466,14 @@ def iter_audio(path: str | os.PathLike[str], block_seconds: float = BLOCK_SECOND
     info = probe(path)
     name = str(info.path)
     total = 0
+    size = info.path.stat().st_size
+    most = int((size / MIN_BYTES_PER_SECOND + 1) * SAMPLE_RATE)  # output samples the file's size allows
+
+    def bounded(n: int) -> int:
+        if n > most:
+            raise AudioError(f"{name}: decodes to more than {most / SAMPLE_RATE:.0f} s of audio, more than a file of "
+                             f"{size} bytes can hold; the file is damaged")
+        return n
     if info.decoder == "soundfile":
         import soundfile as sf
         to_16k = StreamResampler(info.sample_rate)
@@ -411,7 +489,7 @@ def iter_audio(path: str | os.PathLike[str], block_seconds: float = BLOCK_SECOND
                     check_samples(x, name)
                     x = to_16k(x, last=last)
                     if len(x):
-                        total += len(x)
+                        total = bounded(total + len(x))
                         yield x
                     if last:
                         break
@@ -428,7 +506,7 @@ def iter_audio(path: str | os.PathLike[str], block_seconds: float = BLOCK_SECOND
         for data in _ffmpeg_blocks(info.path, nbytes):
             x = np.frombuffer(data[: len(data) // 4 * 4], dtype="<f4").astype(np.float32)
             check_samples(x, name)
-            total += len(x)
+            total = bounded(total + len(x))
             yield x
     if total == 0:
         raise AudioError(f"{name}: holds no audio samples")

@@ -13,6 +13,8 @@ Hugging Face hub id (``owner/name``), fetched with huggingface_hub into its usua
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import re
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -29,6 +32,7 @@ from streamer.convert.huggingface import (
     is_huggingface_config,
     vocabulary_from_hf,
 )
+from streamer import jsonfile
 from streamer.errors import CheckpointError, ConfigError
 from streamer.files import atomic_files
 from streamer.model.config import EncoderConfig
@@ -54,6 +58,45 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass(frozen=True)
+class ModelIdentity:
+    """What a model is, as two SHA-256 digests (hex): a program exported from it records this, so that
+    pairing the program with another model is refused."""
+
+    config_sha256: str
+    """Of the model's configuration: encoder dimensions, vocabulary and preprocessing (canonical JSON)."""
+    weights_sha256: str
+    """Of its weights: every tensor's name, shape and float32 values, in name order."""
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready form."""
+        return {"config_sha256": self.config_sha256, "weights_sha256": self.weights_sha256}
+
+    def difference(self, other: "ModelIdentity") -> str | None:
+        """What differs from ``other``, in words, or None when they are the same model."""
+        parts = [what for what, a, b in (("configuration", self.config_sha256, other.config_sha256),
+                                         ("weights", self.weights_sha256, other.weights_sha256)) if a != b]
+        return " and ".join(parts) or None
+
+
+def model_identity(model: Wav2Vec2CTC, vocab: Vocabulary, preprocess: PreprocessConfig) -> ModelIdentity:
+    """The `ModelIdentity` of a model: digests of its configuration and of its weights.
+
+    The weights are hashed as float32, so a checkpoint stored in float16 and the same one stored in
+    float32 after loading are one model; about 1 s per GB of float32 weights.
+    """
+    config = {"encoder": model.config.to_dict(), "vocabulary": vocab.to_dict(), "preprocess": preprocess.to_dict()}
+    config_hash = hashlib.sha256(json.dumps(config, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+    weights = hashlib.sha256()
+    with torch.no_grad():
+        for name, tensor in sorted(model.state_dict().items()):
+            t = tensor.detach().cpu()
+            t = (t.float() if t.is_floating_point() else t).contiguous()
+            weights.update(f"{name}:{list(t.shape)}:{str(t.dtype)}\n".encode())
+            weights.update(t.numpy().view(np.uint8).reshape(-1).data if t.numel() else b"")
+    return ModelIdentity(config_hash.hexdigest(), weights.hexdigest())
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     """A loaded model with everything needed to use it."""
 
@@ -74,6 +117,11 @@ class Checkpoint:
     def config(self) -> EncoderConfig:
         """The encoder's dimensions."""
         return self.model.config
+
+    @functools.cached_property
+    def identity(self) -> ModelIdentity:
+        """Digests of the configuration and weights (`model_identity`), computed once, when first asked."""
+        return model_identity(self.model, self.vocab, self.preprocess)
 
 
 def resolve_source(source: str | os.PathLike[str], revision: str | None = None,
@@ -118,13 +166,15 @@ def resolve_source(source: str | os.PathLike[str], revision: str | None = None,
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a checkpoint file (strict: `streamer.jsonfile.parse`)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = jsonfile.parse(path.read_bytes())
     except FileNotFoundError:
         raise CheckpointError(f"model: expected {path.name} in {path.parent}, found none") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"model: {path} is not valid JSON ({err})") from None
+    except jsonfile.JsonSyntaxError as err:
+        raise CheckpointError(f"model: {path} is not valid JSON: {err}") from None
+    except OSError as err:
+        raise CheckpointError(f"model: cannot read {path} ({err.strerror or type(err).__name__})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"model: {path} should hold a JSON object, found {type(data).__name__}")
     return data
@@ -174,27 +224,6 @@ def _section(config: Mapping[str, Any], name: str, folder: Path, required: bool 
     return value
 
 
-def _check_vocabulary_fields(data: Mapping[str, Any], folder: Path) -> None:
-    """Types of the vocabulary section's fields (their values are checked by `Vocabulary`)."""
-    def bad(field_name: str, expected: str) -> CheckpointError:
-        value = data.get(field_name)
-        return CheckpointError(f"model: config.json in {folder}: vocabulary.{field_name}: expected {expected}, "
-                               f"found {type(value).__name__} {str(value)[:40]!r}")
-
-    tokens = data.get("tokens")
-    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-        raise bad("tokens", "a list of strings")
-    for name, optional in (("blank_id", False), ("unk_id", True)):
-        value = data.get(name)
-        if not (optional and value is None) and (isinstance(value, bool) or not isinstance(value, int)):
-            raise bad(name, "an integer index" + (" or null" if optional else ""))
-    specials = data.get("special_ids", [])
-    if not isinstance(specials, list) or any(isinstance(i, bool) or not isinstance(i, int) for i in specials):
-        raise bad("special_ids", "a list of integer indices")
-    if data.get("word_delimiter", "|") is not None and not isinstance(data.get("word_delimiter", "|"), str):
-        raise bad("word_delimiter", "a string or null (no delimiter: Chinese, Japanese, Thai)")
-
-
 def _check_weights_fit(folder: Path, enc: EncoderConfig) -> None:
     """Refuses a config whose model would not fit its weight file, before the model is allocated.
 
@@ -219,7 +248,6 @@ def _load_streamer(folder: Path, config: Mapping[str, Any]) -> Checkpoint:
         raise CheckpointError(f"model: format_version {version!r} in {folder}, this streamer reads {FORMAT_VERSION}")
     encoder = _section(config, "encoder", folder)
     vocabulary = _section(config, "vocabulary", folder)
-    _check_vocabulary_fields(vocabulary, folder)
     try:
         enc = EncoderConfig.from_dict(encoder)
         vocab = Vocabulary.from_dict(vocabulary)
@@ -245,12 +273,14 @@ def _load_streamer(folder: Path, config: Mapping[str, Any]) -> Checkpoint:
     return Checkpoint(model.eval(), vocab, folder, FORMAT, dict(metadata) if isinstance(metadata, Mapping) else {}, pre)
 
 
-def _hf_tokenizer_config(folder: Path) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    for name in ("special_tokens_map.json", "tokenizer_config.json"):
-        if (folder / name).is_file():
-            merged.update(_read_json(folder / name))
-    return merged
+def _hf_vocabulary(folder: Path, config: Mapping[str, Any]) -> Vocabulary:
+    """The vocabulary of a Hugging Face checkpoint: vocab.json, added_tokens.json and the tokenizer's
+    special tokens (special_tokens_map.json, tokenizer_config.json), checked against the head's size."""
+    def optional(name: str) -> dict[str, Any]:
+        return _read_json(folder / name) if (folder / name).is_file() else {}
+
+    tokenizer = {**optional("special_tokens_map.json"), **optional("tokenizer_config.json")}
+    return vocabulary_from_hf(_read_json(folder / "vocab.json"), tokenizer, config, optional("added_tokens.json"))
 
 
 def _load_huggingface(folder: Path, config: Mapping[str, Any]) -> Checkpoint:
@@ -261,7 +291,7 @@ def _load_huggingface(folder: Path, config: Mapping[str, Any]) -> Checkpoint:
             "(streamer train --init-from ...), then load the result")
     try:
         enc = encoder_config_from_hf(config)
-        vocab = vocabulary_from_hf(_read_json(folder / "vocab.json"), _hf_tokenizer_config(folder), config)
+        vocab = _hf_vocabulary(folder, config)
         pre_file = folder / "preprocessor_config.json"
         pre = PreprocessConfig.from_hf(_read_json(pre_file) if pre_file.is_file() else {})
     except (ConfigError, TypeError, ValueError) as err:  # int("abc") and friends in hand-edited configs
@@ -308,7 +338,7 @@ def load_pretrained_encoder(source: str | os.PathLike[str], vocab: Vocabulary, r
         state = convert_state_dict(read_weights(folder), probe.state_dict(), require_head=False)
         if "ctc_head.weight" in state and (folder / "vocab.json").is_file():
             try:
-                source_vocab = vocabulary_from_hf(_read_json(folder / "vocab.json"), _hf_tokenizer_config(folder), config)
+                source_vocab = _hf_vocabulary(folder, config)
             except ConfigError:
                 source_vocab = None
     else:
@@ -367,14 +397,14 @@ def model_vocabulary(source: str | Path) -> Vocabulary | None:
         The vocabulary, or None when the checkpoint has no CTC head (pre-trained only).
     """
     folder = resolve_source(source)
-
-    def read(name: str) -> dict[str, Any]:
-        path = folder / name
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-    config = read("config.json")
-    if config.get("format") == FORMAT:
-        return Vocabulary.from_dict(config["vocabulary"])
-    if "Wav2Vec2ForCTC" not in (config.get("architectures") or []) or not (folder / "vocab.json").is_file():
-        return None
-    return vocabulary_from_hf(read("vocab.json"), {**read("special_tokens_map.json"), **read("tokenizer_config.json")}, config)
+    config = _read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+    try:
+        if config.get("format") == FORMAT:
+            return Vocabulary.from_dict(_section(config, "vocabulary", folder))
+        architectures = config.get("architectures") or []
+        if not isinstance(architectures, list) or "Wav2Vec2ForCTC" not in architectures \
+                or not (folder / "vocab.json").is_file():
+            return None
+        return _hf_vocabulary(folder, config)
+    except ConfigError as err:
+        raise CheckpointError(f"model: vocabulary of {folder}: {err}") from None

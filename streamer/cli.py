@@ -45,11 +45,11 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                                    "and no --model, the program and its sidecar run alone)")
     p.add_argument("--no-lm", action="store_true", help="greedy decoding even when the model ships a language model")
     p.add_argument("--lm", metavar="FILE", help="KenLM .binary/.arpa to decode with (unigrams.txt beside it is used)")
-    p.add_argument("--beam", type=int, help=f"beam width (default: {decoder.beam_width})")
-    p.add_argument("--alpha", type=float, help="LM weight (default: the model's lm/attrs.json)")
-    p.add_argument("--beta", type=float, help="word insertion bonus (default: the model's lm/attrs.json)")
+    p.add_argument("--beam", type=int, help=f"beam width, 1 to 1024 (default: {decoder.beam_width})")
+    p.add_argument("--alpha", type=float, help="LM weight, 0 to 100 (default: the model's lm/attrs.json)")
+    p.add_argument("--beta", type=float, help="word insertion bonus, -100 to 100 (default: the model's lm/attrs.json)")
     p.add_argument("--hotword", action="append", default=[], metavar="WORD", help="boost a word (repeatable)")
-    p.add_argument("--hotword-weight", type=float, help=f"boost per hotword match (default: {decoder.hotword_weight:g})")
+    p.add_argument("--hotword-weight", type=float, help=f"boost per hotword match, -100 to 100 (default: {decoder.hotword_weight:g})")
     p.add_argument("--streaming", choices=["window", "cached"],
                    help=f"run through the streaming encoder in this mode (default for mic: {streaming.mode})")
     p.add_argument("--chunk", type=float,
@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--no-vad", action="store_true", help="no voice activity detection: endpoints from blanks only")
     m.add_argument("--no-gate", action="store_true",
                    help="decode the silence between utterances too (the VAD's speech flags still feed the endpointer)")
-    m.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    m.add_argument("--seconds", type=float, help="stop after this many seconds, up to a week (default: until Ctrl-C)")
     m.add_argument("--endpoint", choices=["fast", "default", "slow"],
                    help="endpoint preset: how much silence ends an utterance (default: 'default', 1.2 s)")
     m.set_defaults(func=cmd_mic)

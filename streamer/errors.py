@@ -6,9 +6,22 @@ one line and a user can act on it without a traceback.
 
 from __future__ import annotations
 
+import re
+
+
+#: Control characters (a newline or tab in a file name, an escape sequence), shown escaped in messages.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 
 class StreamerError(Exception):
-    """Base class of every error streamer raises on purpose."""
+    """Base class of every error streamer raises on purpose.
+
+    Its text is always one line: control characters in it (a newline in a file name, for example)
+    are shown escaped, as ``\\n``, so a message can never split or forge an error line.
+    """
+
+    def __str__(self) -> str:
+        return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), super().__str__())
 
 
 class ConfigError(StreamerError, ValueError):

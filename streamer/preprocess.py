@@ -27,6 +27,11 @@ class PreprocessConfig:
     normalize: bool = False
     """Zero-mean, unit-variance normalization per utterance."""
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.normalize, bool):
+            raise ConfigError(f"preprocess.normalize: expected true or false, found {type(self.normalize).__name__} "
+                              f"{self.normalize!r}")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {"normalize": self.normalize}
@@ -34,10 +39,12 @@ class PreprocessConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PreprocessConfig":
         """Inverse of `to_dict` (unknown keys are an error)."""
-        unknown = sorted(set(data) - {"normalize"})
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"preprocess: expected an object, found {type(data).__name__}")
+        unknown = sorted(str(k) for k in set(data) - {"normalize"})
         if unknown:
             raise ConfigError(f"preprocess config: unknown fields {unknown}; expected 'normalize'")
-        return cls(normalize=bool(data.get("normalize", False)))
+        return cls(normalize=data.get("normalize", False))
 
     @classmethod
     def from_hf(cls, preprocessor: Mapping[str, Any]) -> "PreprocessConfig":
@@ -45,7 +52,10 @@ class PreprocessConfig:
         rate = preprocessor.get("sampling_rate", 16000)
         if rate != 16000:
             raise ConfigError(f"preprocessor_config.json sampling_rate: expected 16000, found {rate}")
-        return cls(normalize=bool(preprocessor.get("do_normalize", True)))
+        value = preprocessor.get("do_normalize", True)
+        if not isinstance(value, bool):
+            raise ConfigError(f"preprocessor_config.json do_normalize: expected true or false, found {value!r}")
+        return cls(normalize=value)
 
 
 def normalize_utterance(x: np.ndarray) -> np.ndarray:

@@ -31,7 +31,10 @@ Offline files go through `Recognizer.transcribe` (overlapping windows, full cont
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -112,14 +115,34 @@ class RecognizerConfig:
         return self.search == "beam"
 
 
+#: Furthest a stream's speech flags may start past the frames of its audio received so far (60 s).
+MAX_FLAGS_LEAD_FRAMES = 3000
+#: Longest jump of `Recognizer.skip_to` past the audio received, in 16-kHz samples (a day).
+MAX_SKIP_SAMPLES = 86_400 * SAMPLE_RATE
+
+
+def _whole_number(value: Any, name: str) -> int:
+    """``value`` as an int: an integer, or a float with no fractional part; else one ConfigError."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"{name}: expected an integer, found {type(value).__name__} {value!r}")
+    if isinstance(value, (float, np.floating)) and not (math.isfinite(value) and float(value).is_integer()):
+        raise ConfigError(f"{name}: expected a whole number of samples or frames, found {value!r}")
+    return int(value)
+
+
 class Stream:
     """One audio stream's state. Create with `Recognizer.create_stream`; see the module docstring.
 
     A stream is its `FramePipeline` (audio side), its `UtteranceTracker` (frames to results, one
     endpointer) and, with two-pass decoding only, the audio of its current utterance.
+
+    Threads: every call on a stream, here and through its `Recognizer`, holds the stream's ``lock``
+    (a re-entrant lock), so two threads feeding one stream are served one after the other and the
+    stream is never corrupted; the order of their audio is the order the calls get the lock.
     """
 
     def __init__(self, rec: "Recognizer") -> None:
+        self.lock = threading.RLock()
         self.recognizer = rec
         self.pipeline = FramePipeline(rec.streaming_encoder, rec.preprocess.normalize, rec.grid)
         self.tracker = UtteranceTracker(rec.decoder, rec.config.endpoint, rec.vocab.blank_id, rec.grid)
@@ -144,22 +167,42 @@ class Stream:
             ConfigError: A bad or changed sample rate, or audio after `input_finished`.
         """
         x = read_block(samples, "stream")
-        queued = self.pipeline.append(x, sample_rate)
-        if self._audio is not None:
-            self._audio.append(queued)
+        with self.lock:
+            queued = self.pipeline.append(x, sample_rate)
+            if self._audio is not None:
+                self._audio.append(queued)
 
-    def accept_speech_flags(self, first_frame: int, flags: np.ndarray) -> None:
+    def accept_speech_flags(self, first_frame: int, flags: Any) -> None:
         """Voice-activity flags per encoder frame (frame ``j`` = samples ``[hop j, hop (j + 1))``).
 
         From the first call on, this stream's endpointer uses them (`EndpointConfig.vad_rule`).
+
+        Args:
+            first_frame: Frame of ``flags[0]``: an integer from 0 to `MAX_FLAGS_LEAD_FRAMES` past the
+                frames of the audio received so far.
+            flags: (n,) booleans (or 0/1 numbers).
+
+        Raises:
+            ConfigError: A frame index that is not an integer, negative, or too far ahead, or flags
+                that are not a 1-D array of booleans.
         """
-        self.tracker.add_speech_flags(first_frame, flags)
+        first = _whole_number(first_frame, "accept_speech_flags first_frame")
+        x = np.asarray(flags)
+        if x.ndim != 1 or not (x.dtype == bool or x.dtype.kind in "iu"):
+            raise ConfigError(f"accept_speech_flags: expected (n,) booleans, found shape {x.shape} of {x.dtype}")
+        with self.lock:
+            ahead = -(-self.samples_received // self.pipeline.grid.hop_samples) + MAX_FLAGS_LEAD_FRAMES
+            if not 0 <= first <= ahead:
+                raise ConfigError(f"accept_speech_flags: expected first_frame from 0 to {ahead} (at most "
+                                  f"{MAX_FLAGS_LEAD_FRAMES} frames past the audio received), found {first}")
+            self.tracker.add_speech_flags(first, x.astype(bool))
 
     def input_finished(self) -> None:
         """Marks the end of the audio; the next `Recognizer.decode_stream` calls drain the stream."""
-        tail = self.pipeline.input_finished()
-        if self._audio is not None:
-            self._audio.append(tail)
+        with self.lock:
+            tail = self.pipeline.input_finished()
+            if self._audio is not None:
+                self._audio.append(tail)
 
     @property
     def ready(self) -> bool:
@@ -206,12 +249,17 @@ class Stream:
 
     def skip_to(self, sample: int) -> list[Event]:
         """Drains the pipeline and jumps its clock to ``sample`` (see `Recognizer.skip_to`)."""
+        sample = _whole_number(sample, "skip_to sample")
         events: list[Event] = []
-        for frames in self.pipeline.skip_to(sample):  # the segment's last frames; the stream goes on
-            for utt in self.tracker.feed(*frames):
-                events += self._final(utt)
-        if self._audio is not None:
-            self._audio.restart(self.pipeline.queued_end)
+        with self.lock:
+            if not self.samples_received <= sample <= self.samples_received + MAX_SKIP_SAMPLES:
+                raise ConfigError(f"skip_to: expected a sample from {self.samples_received} (the audio received) to "
+                                  f"{self.samples_received + MAX_SKIP_SAMPLES} (a day later), found {sample}")
+            for frames in self.pipeline.skip_to(sample):  # the segment's last frames; the stream goes on
+                for utt in self.tracker.feed(*frames):
+                    events += self._final(utt)
+            if self._audio is not None:
+                self._audio.restart(self.pipeline.queued_end)
         return events
 
 
@@ -228,8 +276,9 @@ class Recognizer:
         lm: The language model for the beam search (`streamer.decoding.lm_bundle.LmBundle`), or None.
 
     Raises:
-        ConfigError: The program belongs to another model, or the config needs a PyTorch model that
-            is absent.
+        CheckpointError: The program or its sidecar is damaged (`streamer.export.runtime.PteStreamingEncoder`).
+        ConfigError: The program was exported from another model (its configuration or weights differ
+            from the checkpoint's), or the config needs a PyTorch model that is absent.
     """
 
     def __init__(self, checkpoint: Checkpoint | None, config: RecognizerConfig | None = None,
@@ -241,8 +290,10 @@ class Recognizer:
         if step_program is not None:
             from streamer.export.runtime import PteStreamingEncoder
             program = PteStreamingEncoder(step_program)
-            if checkpoint is not None and program.meta["vocabulary"] != checkpoint.vocab.to_dict():
-                raise ConfigError(f"pte: {step_program} was exported from another model (vocabularies differ)")
+            differs = checkpoint.identity.difference(program.sidecar.model) if checkpoint is not None else None
+            if differs:
+                raise ConfigError(f"pte: {step_program} was exported from another model than {checkpoint.folder}: "
+                                  f"the {differs} differ (the sidecar's model digests)")
             config = replace(config, streaming=program.config)
         if checkpoint is None:
             for needs, what in ((config.two_pass, "two-pass finals (two_pass=True) re-decode each utterance"),
@@ -434,6 +485,13 @@ class Recognizer:
         streams = [self._check(s) for s in streams]
         if len({id(s) for s in streams}) != len(streams):
             raise ConfigError("decode_streams: expected distinct streams, found one listed twice")
+        with contextlib.ExitStack() as held:
+            for s in sorted(streams, key=id):  # one order for every caller: no two calls wait on each other
+                held.enter_context(s.lock)
+            return self._decode_locked(streams)
+
+    def _decode_locked(self, streams: list[Stream]) -> list[list[Event]]:
+        """`decode_streams` with every stream's lock held."""
         events: list[list[Event]] = [[] for _ in streams]
         while True:
             ready = [i for i, s in enumerate(streams) if s.ready]
@@ -455,23 +513,31 @@ class Recognizer:
         The skipped audio is not decoded; for the endpointer it is silence (it may end the current
         utterance), and times after it stay on the input's clock.
         """
-        events = self.decode_stream(stream)
-        return events + self._check(stream).skip_to(sample)
+        s = self._check(stream)
+        with s.lock:
+            events = self.decode_stream(s)
+            return events + s.skip_to(sample)
 
     def get_result(self, stream: Stream) -> Partial:
         """The current utterance's partial result."""
         s = self._check(stream)
-        return s.tracker.partial(s.time)
+        with s.lock:
+            return s.tracker.partial(s.time)
 
     def feed(self, stream: Stream, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[Event]:
-        """`Stream.accept_waveform` then `decode_stream`: the events this audio produced."""
-        self._check(stream).accept_waveform(samples, sample_rate)
-        return self.decode_stream(stream)
+        """`Stream.accept_waveform` then `decode_stream`: the events this audio produced (one call at a
+        time per stream, see `Stream`)."""
+        s = self._check(stream)
+        with s.lock:
+            s.accept_waveform(samples, sample_rate)
+            return self.decode_stream(s)
 
     def input_finished(self, stream: Stream) -> list[Event]:
         """`Stream.input_finished` then `decode_stream`: the remaining events (ends with the last Final)."""
-        self._check(stream).input_finished()
-        return self.decode_stream(stream)
+        s = self._check(stream)
+        with s.lock:
+            s.input_finished()
+            return self.decode_stream(s)
 
 
 def _with_overrides(config: RecognizerConfig, overrides: dict[str, Any]) -> RecognizerConfig:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from streamer import jsonfile
 from streamer.constants import ENGLISH_ALPHABET
 from streamer.errors import ConfigError
 from streamer.files import write_atomic
@@ -50,6 +51,9 @@ class Vocabulary:
         for name, value in (("blank_id", self.blank_id), ("unk_id", self.unk_id)):
             if value is not None and not 0 <= value < n:
                 raise ConfigError(f"vocabulary.{name}: expected an index in [0, {n}), found {value}")
+        outside = [i for i in self.special_ids if not 0 <= i < n]
+        if outside:
+            raise ConfigError(f"vocabulary.special_ids: expected indices in [0, {n}), found {outside[:8]}")
         if len(set(self.tokens)) != n:
             dupes = sorted({t for t in self.tokens if self.tokens.count(t) > 1})
             raise ConfigError(f"vocabulary: expected unique tokens, found duplicates {dupes}")
@@ -146,13 +150,43 @@ class Vocabulary:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Vocabulary":
-        """Inverse of `to_dict`."""
-        try:
-            return cls(tokens=tuple(data["tokens"]), blank_id=int(data["blank_id"]),
-                       word_delimiter=data.get("word_delimiter", "|"), unk_id=data.get("unk_id"),
-                       special_ids=tuple(data.get("special_ids", ())), language=data.get("language"))
-        except KeyError as err:
-            raise ConfigError(f"vocabulary: expected the key {err.args[0]!r}, found keys {sorted(data)}") from None
+        """Inverse of `to_dict`, for JSON read from a file: every field's type is checked.
+
+        Raises:
+            ConfigError: A missing or unknown key, or a field of the wrong type or value (named as
+                ``vocabulary.<field>``).
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"vocabulary: expected an object, found {type(data).__name__}")
+        known = ("tokens", "blank_id", "word_delimiter", "unk_id", "special_ids", "language")
+        missing = [k for k in ("tokens", "blank_id") if k not in data]
+        unknown = sorted(str(k) for k in data if k not in known)
+        if missing or unknown:
+            raise ConfigError(f"vocabulary: expected the keys {list(known)} (tokens and blank_id required), "
+                              f"found {'no ' + repr(missing) if missing else 'unknown keys ' + repr(unknown)}")
+
+        def bad(name: str, expected: str) -> ConfigError:
+            value = data.get(name)
+            return ConfigError(f"vocabulary.{name}: expected {expected}, found {type(value).__name__} "
+                               f"{str(value)[:40]!r}")
+
+        def index(value: Any) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        tokens = data["tokens"]
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise bad("tokens", "a list of strings")
+        if not index(data["blank_id"]):
+            raise bad("blank_id", "an integer index")
+        if data.get("unk_id") is not None and not index(data["unk_id"]):
+            raise bad("unk_id", "an integer index or null")
+        specials = data.get("special_ids", [])
+        if not isinstance(specials, list) or not all(index(i) for i in specials):
+            raise bad("special_ids", "a list of integer indices")
+        if data.get("word_delimiter", "|") is not None and not isinstance(data.get("word_delimiter", "|"), str):
+            raise bad("word_delimiter", "a string or null (no delimiter: Chinese, Japanese, Thai)")
+        return cls(tokens=tuple(tokens), blank_id=data["blank_id"], word_delimiter=data.get("word_delimiter", "|"),
+                   unk_id=data.get("unk_id"), special_ids=tuple(specials), language=data.get("language"))
 
     def to_hf_vocab(self) -> dict[str, int]:
         """The Hugging Face ``vocab.json`` mapping (token → index)."""
@@ -241,13 +275,19 @@ def load_vocab_json(path: str | Path, *, language: str | None = None) -> Vocabul
     wav2vec2 CTC vocabulary with ``<pad>`` as blank, ``<unk>`` and (optionally) ``|``."""
     path = Path(path)
     try:
-        mapping = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"vocab.json: expected a JSON token→id map at {path}, found: {err}") from None
-    if not isinstance(mapping, dict) or not all(isinstance(v, int) for v in mapping.values()):
-        raise ConfigError(f"vocab.json: expected a token→id map at {path}, found {type(mapping).__name__}")
+        mapping = jsonfile.parse(path.read_bytes())
+    except OSError as err:
+        raise ConfigError(f"vocab.json: cannot read {path} ({err.strerror or type(err).__name__})") from None
+    except jsonfile.JsonSyntaxError as err:
+        raise ConfigError(f"vocab.json: expected a JSON token→id map at {path}, found invalid JSON: {err}") from None
+    if not isinstance(mapping, dict) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                for v in mapping.values()):
+        raise ConfigError(f"vocab.json: expected a token→id map (integer ids) at {path}, found "
+                          f"{type(mapping).__name__} {str(mapping)[:40]!r}")
+    if not mapping:
+        raise ConfigError(f"vocab.json: expected a token→id map at {path}, found an empty object")
     size = max(mapping.values()) + 1
-    if sorted(mapping.values()) != list(range(size)):
+    if len(mapping) != size or min(mapping.values()) < 0 or len(set(mapping.values())) != size:
         raise ConfigError(f"vocab.json: expected ids 0..{size - 1} once each at {path}, found {sorted(mapping.values())[:10]}...")
     tokens = tuple(sorted(mapping, key=mapping.__getitem__))
     if PAD_TOKEN not in mapping:

@@ -70,3 +70,12 @@ def model_dir(tmp_path_factory):
     m = Wav2Vec2CTC(tiny_config(pos_conv_causal=True))
     m.reset_parameters()
     return save_checkpoint(tmp_path_factory.mktemp("model"), m.eval(), english_characters())
+
+
+@pytest.fixture(scope="session")
+def hf_folder(tmp_path_factory):
+    """A tiny random-weight Hugging Face Wav2Vec2ForCTC checkpoint (vocab.json of 12 tokens); read it, never
+    write into it (tests that edit a file link the others into a folder of their own)."""
+    folder = tmp_path_factory.mktemp("hf")
+    make_hf_checkpoint(folder, "hf_tiny_layer_norm")
+    return folder

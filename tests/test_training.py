@@ -102,6 +102,7 @@ def test_lr_schedule_and_batching():
 def test_manifest_formats(tmp_path):
     (tmp_path / "a.tsv").write_text("x.flac\tHello, World!\n")
     (tmp_path / "a.lengths").write_text("1.5\n")
+    (tmp_path / "x.flac").write_bytes(b"")  # with .lengths, only its existence is checked when the manifest is read
     (tmp_path / "cv.tsv").write_text("client_id\tpath\tsentence\n1\ty.flac\tIt's fine.\n")
     sf.write(tmp_path / "y.flac", np.zeros(8000, dtype=np.float32), 16000)
     a = read_manifest(tmp_path / "a.tsv")[0]

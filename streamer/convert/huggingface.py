@@ -102,43 +102,71 @@ def encoder_config_from_hf(config: Mapping[str, Any]) -> EncoderConfig:
 
 
 def vocabulary_from_hf(vocab: Mapping[str, Any], tokenizer_config: Mapping[str, Any],
-                       model_config: Mapping[str, Any]) -> Vocabulary:
+                       model_config: Mapping[str, Any], added_tokens: Mapping[str, Any] | None = None) -> Vocabulary:
     """Builds the `Vocabulary` of a Hugging Face CTC tokenizer.
+
+    The tokens must name every output of the CTC head exactly once: ids are integers, no two tokens
+    share one, and together they run from 0 to ``vocab_size - 1`` without a gap.
 
     Args:
         vocab: Contents of vocab.json (token → id).
         tokenizer_config: Merged tokenizer_config.json and special_tokens_map.json (may be empty).
-        model_config: config.json (for ``pad_token_id``, the CTC blank, and ``vocab_size``).
+        model_config: config.json (for ``pad_token_id``, the CTC blank, and ``vocab_size``, the head's size).
+        added_tokens: Contents of added_tokens.json (token → id, often ``<s>`` and ``</s>``), if any.
+
+    Raises:
+        ConfigError: A non-integer id, two tokens with one id, an id outside the head, or an id of the
+            head no token names (one error each, naming the tokens or ids).
     """
     if vocab and all(isinstance(v, Mapping) for v in vocab.values()):
         raise ConfigError(
             f"vocab.json: expected one token→id map, found one per language ({sorted(vocab)[:8]}...); "
             "multi-language (MMS adapter) vocabularies are not supported")
-    size = int(model_config.get("vocab_size", len(vocab)))
-    tokens = [f"<extra_{i}>" for i in range(size)]
-    for tok, idx in vocab.items():
-        if not isinstance(idx, int) or not 0 <= idx < size:
-            raise ConfigError(f"vocab.json: token {tok!r} has id {idx!r}, expected an int in [0, {size})")
-        tokens[idx] = tok
+    by_id: dict[int, str] = {}
+    for source, mapping in (("vocab.json", vocab), ("added_tokens.json", added_tokens or {})):
+        for tok, idx in mapping.items():
+            if isinstance(idx, bool) or not isinstance(idx, int):
+                raise ConfigError(f"{source}: token {tok!r} has id {idx!r}, expected an integer")
+            if source == "added_tokens.json" and vocab.get(tok) == idx:
+                continue  # the same token listed in both files
+            if idx in by_id:
+                raise ConfigError(f"{source}: tokens {by_id[idx]!r} and {tok!r} share id {idx}; each id names one token")
+            by_id[idx] = tok
+    head = model_config.get("vocab_size")
+    if head is not None and (isinstance(head, bool) or not isinstance(head, int) or head < 1):
+        raise ConfigError(f"config.json vocab_size: expected a positive integer, found {head!r}")
+    size = head if head is not None else max(by_id, default=-1) + 1
+    where = "the head's size (config.json vocab_size)" if head is not None else "the largest id + 1"
+    outside = sorted(i for i in by_id if not 0 <= i < size)
+    if outside:
+        raise ConfigError(f"vocab.json: token {by_id[outside[0]]!r} has id {outside[0]}, expected an id from 0 to "
+                          f"{size - 1} ({where} is {size})")
+    if len(by_id) != size:
+        missing = [i for i in range(size) if i not in by_id]
+        raise ConfigError(f"vocab.json: holds {len(by_id)} tokens, {where} is {size}: no token has "
+                          f"id{'s' if len(missing) > 1 else ''} {missing[:8]}{'...' if len(missing) > 8 else ''}")
+    tokens = [by_id[i] for i in range(size)]
+    ids = {tok: i for i, tok in enumerate(tokens)}
 
     def special(name: str, default: str | None) -> str | None:
         value = tokenizer_config.get(name, default)
         if isinstance(value, Mapping):  # AddedToken serialized as a dict
             value = value.get("content")
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"tokenizer_config.json {name}: expected a token (a string), found {value!r}")
         return value
 
     delimiter = special("word_delimiter_token", "|") or "|"
     pad, unk = special("pad_token", "<pad>"), special("unk_token", "<unk>")
     bos, eos = special("bos_token", "<s>"), special("eos_token", "</s>")
     blank = model_config.get("pad_token_id")
-    if blank is None or not 0 <= int(blank) < size:
-        if pad not in vocab:
+    if isinstance(blank, bool) or not isinstance(blank, int) or not 0 <= blank < size:
+        if pad not in ids:
             raise ConfigError(f"tokenizer: cannot find the CTC blank: config pad_token_id={blank!r}, pad token {pad!r} not in vocab.json")
-        blank = vocab[pad]
-    specials = tuple(vocab[t] for t in (pad, bos, eos) if t is not None and t in vocab)
-    specials += tuple(i for i, t in enumerate(tokens) if t.startswith("<extra_"))
-    return Vocabulary(tokens=tuple(tokens), blank_id=int(blank), word_delimiter=delimiter,
-                      unk_id=vocab.get(unk) if unk is not None else None, special_ids=specials)
+        blank = ids[pad]
+    specials = tuple(ids[t] for t in (pad, bos, eos) if isinstance(t, str) and t in ids)
+    return Vocabulary(tokens=tuple(tokens), blank_id=blank, word_delimiter=delimiter,
+                      unk_id=ids.get(unk) if isinstance(unk, str) else None, special_ids=specials)
 
 
 def fold_weight_norm(g: Tensor, v: Tensor, dim: int) -> Tensor:

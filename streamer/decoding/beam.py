@@ -130,12 +130,25 @@ DEFAULT_ALPHA: float = 0.5
 DEFAULT_BETA: float = 1.5
 
 
+#: Ranges of `DecoderConfig`'s numbers (the command line's --beam, --alpha, --beta and --hotword-weight
+#: share them). The beam search's time and memory grow with the beam: 1024 is far past any gain.
+DECODER_RANGES: dict[str, tuple[float, float]] = {
+    "beam_width": (1, 1024), "nbest": (1, 1024), "alpha": (0.0, 100.0), "beta": (-100.0, 100.0),
+    "beam_prune_logp": (-1000.0, 0.0), "token_min_logp": (-1000.0, 0.0), "hotword_weight": (-100.0, 100.0),
+    "unk_score_offset": (-1000.0, 0.0), "commit_lag_seconds": (0.0, 600.0),
+}
+#: Most hotwords, and longest hotword in characters.
+MAX_HOTWORDS, MAX_HOTWORD_CHARS = 1000, 200
+
+
 @dataclass(frozen=True)
 class DecoderConfig:
     """Beam-search settings (pyctcdecode's meaning and defaults, except ``beam_width``).
 
+    Every number has a range (`DECODER_RANGES`), checked on creation.
+
     Attributes:
-        beam_width: Beams kept after each frame.
+        beam_width: Beams kept after each frame (1 to 1024).
         alpha: Weight of the LM log-probability (shallow fusion). Used only with an LM. None: the
             LM bundle's tuned value (``lm/attrs.json``, see `streamer.decoding.lm_bundle`), else
             `DEFAULT_ALPHA`.
@@ -177,34 +190,26 @@ class DecoderConfig:
     commit_lag_seconds: float | None = 2.0
 
     def __post_init__(self) -> None:
-        def need_int(name: str, low: int) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ConfigError(f"decoder.{name}: expected an integer >= {low}, found {value!r}")
+        def need_int(name: str) -> None:
+            value, (low, high) = getattr(self, name), DECODER_RANGES[name]
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+                raise ConfigError(f"decoder.{name}: expected an integer from {low} to {high}, found {value!r}")
             object.__setattr__(self, name, int(value))
 
-        def need_float(name: str, high: float | None = None, low: float | None = None) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) \
-                    or not math.isfinite(value) or (high is not None and value > high) \
-                    or (low is not None and value < low):
-                bounds = "" if high is None and low is None else \
-                    f" {'>= ' + str(low) if low is not None else '<= ' + str(high)}"
-                raise ConfigError(f"decoder.{name}: expected a finite number{bounds}, found {value!r}")
+        def need_float(name: str) -> None:
+            value, (low, high) = getattr(self, name), DECODER_RANGES[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                    or not math.isfinite(value) or not low <= value <= high:
+                raise ConfigError(f"decoder.{name}: expected a number from {low:g} to {high:g}, found {value!r}")
             object.__setattr__(self, name, float(value))
 
-        need_int("beam_width", 1)
-        need_int("nbest", 1)
-        if self.alpha is not None:
-            need_float("alpha", low=0.0)
-        if self.beta is not None:
-            need_float("beta")
-        need_float("beam_prune_logp", high=0.0)
-        need_float("token_min_logp", high=0.0)
-        need_float("hotword_weight")
-        need_float("unk_score_offset")
-        if self.commit_lag_seconds is not None:
-            need_float("commit_lag_seconds", low=0.0)
+        need_int("beam_width")
+        need_int("nbest")
+        for name in ("alpha", "beta", "commit_lag_seconds"):
+            if getattr(self, name) is not None:
+                need_float(name)
+        for name in ("beam_prune_logp", "token_min_logp", "hotword_weight", "unk_score_offset"):
+            need_float(name)
         for name in ("prune_history", "lm_score_boundary"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"decoder.{name}: expected True or False, found {getattr(self, name)!r}")
@@ -212,9 +217,12 @@ class DecoderConfig:
         if isinstance(hotwords, str) or not isinstance(hotwords, Iterable):
             raise ConfigError(f"decoder.hotwords: expected a sequence of strings, found {hotwords!r}")
         hotwords = tuple(hotwords)
-        bad = [h for h in hotwords if not isinstance(h, str) or not h.strip()]
+        bad = [h for h in hotwords if not isinstance(h, str) or not h.strip() or len(h) > MAX_HOTWORD_CHARS]
         if bad:
-            raise ConfigError(f"decoder.hotwords: expected non-empty strings, found {bad!r}")
+            raise ConfigError(f"decoder.hotwords: expected non-empty strings of at most {MAX_HOTWORD_CHARS} "
+                              f"characters, found {[str(b)[:40] for b in bad[:3]]!r}")
+        if len(hotwords) > MAX_HOTWORDS:
+            raise ConfigError(f"decoder.hotwords: expected at most {MAX_HOTWORDS}, found {len(hotwords)}")
         # Lower case, like the decoder's labels (Vocabulary.labels()), so that 'Paris' can match.
         object.__setattr__(self, "hotwords", tuple(" ".join(h.lower().split()) for h in hotwords))
 

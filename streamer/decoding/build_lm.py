@@ -35,6 +35,7 @@ Command line (wired as ``streamer lm``)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -42,11 +43,12 @@ import sys
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from streamer.decoding.lm_bundle import ATTRS_FILE, LM_FOLDER, LmBundle, lm_unit_for, load_unigrams, unigrams_file_for
 from streamer.errors import ConfigError, OutputError, StreamerError
-from streamer.files import atomic_files, check_target, reason
+from streamer.files import atomic_files, check_target
+from streamer.output import prepare_output_dir
 from streamer.text import decoder_words
 from streamer.checkpoint import model_vocabulary
 from streamer.vocab import Vocabulary, english_characters, load_vocab_json
@@ -156,7 +158,7 @@ def build_lm(
     and apostrophe, digits spelled out) and empty results are skipped.
 
     Args:
-        corpus_txt: UTF-8 text file, one sentence per line.
+        corpus_txt: UTF-8 text file, one sentence per line (other encodings and binary data are refused).
         out_path: Model to write; ``.arpa`` keeps the text format, anything else (e.g. ``.binary``)
             is converted with build_binary. Parent folders are created.
         order: N-gram order, 1 .. MAX_ORDER.
@@ -205,18 +207,14 @@ def build_lm(
     for target in (out_path, unigrams_path):  # before the work; written together at the end
         check_target(target, overwrite)
     tools = find_kenlm_tools(bin_dir)
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"{out_path}: cannot create its folder {out_path.parent} ({reason(err)})") from None
-    with tempfile.TemporaryDirectory(prefix=".streamer-lm-", dir=out_path.parent) as tmp, \
+    with _work_folder(out_path.parent) as tmp_dir, \
             atomic_files([out_path, unigrams_path], overwrite) as (model_tmp, words_tmp):
-        tmp_dir = Path(tmp)
         text_path = tmp_dir / "corpus.txt"
         sentences = tokens = 0
         vocabulary: set[str] = set()
-        with open(corpus_txt, encoding="utf-8", errors="replace") as src, open(text_path, "w", encoding="utf-8") as dst:
-            for line in src:
+        with open(corpus_txt, "rb") as src, open(text_path, "w", encoding="utf-8") as dst:
+            for number, raw in enumerate(src, 1):
+                line = _text_line(raw, corpus_txt, number)
                 norm = decoder_words(line, vocab)
                 if norm:
                     words = norm.split()
@@ -243,6 +241,44 @@ def build_lm(
         words_tmp.write_text("".join(w + "\n" for w in sorted(set(model_words))), encoding="utf-8")
     return BuiltLM(path=out_path, unigrams_path=unigrams_path, order=order, sentences=sentences,
                    tokens=tokens, vocabulary=len(set(model_words)), unit=lm_unit_for(vocab))
+
+
+@contextlib.contextmanager
+def _work_folder(folder: Path) -> Iterator[Path]:
+    """A temporary folder inside ``folder``, created with its parents when missing.
+
+    A file in the way, a read-only or special location fails here, before any work
+    (`streamer.output.prepare_output_dir`). On failure the temporary folder and any folder made
+    for the output are removed (only while empty): a refused build leaves nothing behind.
+    """
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        prepare_output_dir(folder)
+        with tempfile.TemporaryDirectory(prefix="streamer-lm-", dir=folder) as tmp:
+            yield Path(tmp)
+    except BaseException:
+        for made in missing:  # deepest first
+            try:
+                made.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _text_line(raw: bytes, path: Path, number: int) -> str:
+    """One corpus line as text.
+
+    Raises:
+        ConfigError: The line is not UTF-8, or holds a NUL byte (binary data, not text).
+    """
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"lm.corpus: expected UTF-8 text, found the byte {raw[err.start]:#04x} on line {number} of "
+                          f"{path} (binary data, or another encoding: convert it with iconv -t UTF-8)") from None
+    if "\0" in line:
+        raise ConfigError(f"lm.corpus: expected text, found a NUL byte on line {number} of {path} (binary data)")
+    return line
 
 
 def _run(command: list[str], **kwargs) -> None:

@@ -21,12 +21,14 @@ the bundle itself.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from streamer import jsonfile
 from streamer.errors import ConfigError, missing_dependency
 from streamer.files import atomic_files
 
@@ -107,16 +109,16 @@ class LmBundle:
         attrs: dict[str, Any] = {}
         if (d / ATTRS_FILE).is_file():
             try:
-                attrs = json.loads((d / ATTRS_FILE).read_text())
-            except (OSError, ValueError) as err:
+                attrs = jsonfile.parse((d / ATTRS_FILE).read_bytes())
+            except (OSError, jsonfile.JsonSyntaxError) as err:
                 raise ConfigError(f"lm: expected {d / ATTRS_FILE} to hold JSON, found unreadable text ({err})") from None
             if not isinstance(attrs, dict):
                 raise ConfigError(f"lm: expected {d / ATTRS_FILE} to hold a JSON object, found {type(attrs).__name__}")
         weights = []
         for key in ("alpha", "beta"):
             v = attrs.get(key)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                raise ConfigError(f"lm: expected a number for {key} in {d / ATTRS_FILE}, found {v!r}")
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+                raise ConfigError(f"lm: expected a finite number for {key} in {d / ATTRS_FILE}, found {v!r}")
             weights.append(None if v is None else float(v))
         unit = attrs.get("unit")
         if unit is not None and unit not in LM_UNITS:
@@ -230,25 +232,35 @@ def load_unigrams(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"unigrams: expected a word-list or ARPA file, found no file at {path}")
-    with open(path, encoding="utf-8") as f:
-        first = ""
-        for line in f:
-            if line.strip():
-                first = line.strip()
-                break
-        if first == "\\data\\":
-            words = _arpa_unigrams(f)
-        else:
-            words = [first] if first else []
-            words += [w for w in (line.strip() for line in f) if w]
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = ""
+            for line in f:
+                if line.strip():
+                    first = line.strip()
+                    break
+            if first == "\\data\\":
+                words = _arpa_unigrams(f, path)
+            else:
+                words = [first] if first else []
+                words += [w for w in (line.strip() for line in f) if w]
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"unigrams: expected UTF-8 text in {path}, found the byte {err.object[err.start]:#04x} "
+                          "that is not (re-encode it, or rebuild it with 'streamer lm build')") from None
+    except OSError as err:
+        raise ConfigError(f"unigrams: cannot read {path} ({err.strerror or type(err).__name__})") from None
     words = [w for w in words if w not in _MARKERS]
     if not words:
         raise ConfigError(f"unigrams: expected at least one word in {path}, found none")
     return words
 
 
-def _arpa_unigrams(lines) -> list[str]:
-    """Words of the \\1-grams: section of an ARPA file (lines after the \\data\\ header)."""
+def _arpa_unigrams(lines, path: Path) -> list[str]:
+    """Words of the \\1-grams: section of an ARPA file (lines after the \\data\\ header).
+
+    Raises:
+        ConfigError: A 1-gram line without a word.
+    """
     words = []
     inside = False
     for line in lines:
@@ -261,5 +273,8 @@ def _arpa_unigrams(lines) -> list[str]:
             parts = line.split("\t")
             if len(parts) < 2:
                 parts = line.split()
+            if len(parts) < 2:
+                raise ConfigError(f"unigrams: expected '<log10 p> <word>' lines in the \\1-grams: section of {path}, "
+                                  f"found {line[:40]!r}")
             words.append(parts[1])
     return words

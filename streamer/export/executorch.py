@@ -46,10 +46,9 @@ from streamer.constants import SAMPLE_RATE
 from streamer.errors import ConfigError, OutputError, missing_dependency
 from streamer.export.rewrite import delegate_friendly
 from streamer.files import atomic_files, check_target, reason
-from streamer.export.runtime import PTE_FORMAT_VERSIONS, advance_state
+from streamer.export.runtime import advance_state
+from streamer.export.sidecar import QUANTIZATIONS, ProgramFile, Sidecar, StateEntry
 from streamer.streaming import CachedState, StreamingConfig, StreamingEncoder, WindowState, state_tensors
-
-QUANTIZATIONS = ("none", "dynamic", "static")
 
 INPUT_PADDING_BYTES = 128
 """Readable bytes a caller keeps after every input buffer of a streaming step (format version 3).
@@ -444,6 +443,7 @@ def export_streaming(checkpoint: Checkpoint, config: ExportConfig, out: str | os
     _require_executorch()
     path = check_output_path(out, overwrite)
     _check_calibration(config.quantize, calibration)
+    identity = checkpoint.identity  # of the weights as loaded, before the rewrite
     model = delegate_friendly(checkpoint.model) if config.rewrite else checkpoint.model.eval()
     encoder = StreamingEncoder(model, config.streaming, trim_invalid=False)
     module = step_module(encoder, config.rewrite).eval()
@@ -455,11 +455,10 @@ def export_streaming(checkpoint: Checkpoint, config: ExportConfig, out: str | os
     with atomic_files([path, path.with_suffix(".json")], overwrite) as (program_file, sidecar_file):
         segments, portable = _lower(module, _example_inputs(module), config, steps, constants, program_file,
                                     planned_inputs=False)
-        sidecar = {"format": "streamer-pte", "format_version": PTE_FORMAT_VERSIONS[-1],
-                   "input_padding_bytes": INPUT_PADDING_BYTES, "quantize": config.quantize,
-                   "delegate_segments": segments, "portable_ops": portable,
-                   "streaming": dataclasses.asdict(sc), "vocabulary": vocab.to_dict(),
-                   "preprocess": checkpoint.preprocess.to_dict(), "encoder": checkpoint.config.to_dict(),
-                   "state": module.layout()}
-        sidecar_file.write_text(json.dumps(sidecar, indent=1) + "\n")
+        state = tuple(StateEntry(e["name"], tuple(e["shape"]), e["dtype"], e["next"]) for e in module.layout())
+        sidecar = Sidecar(program=ProgramFile.of(program_file), model=identity, streaming=sc, vocabulary=vocab,
+                          preprocess=checkpoint.preprocess, encoder=checkpoint.config, state=state,
+                          quantize=config.quantize, input_padding_bytes=INPUT_PADDING_BYTES,
+                          delegate_segments=segments, portable_ops=portable)
+        sidecar_file.write_text(json.dumps(sidecar.to_dict(), indent=1) + "\n")
     return path

@@ -13,7 +13,6 @@ streaming process imports torch and then that extension directly, and falls back
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -24,15 +23,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from streamer.errors import ConfigError, missing_dependency
-from streamer.model.config import EncoderConfig
-from streamer.preprocess import PreprocessConfig
-from streamer.streaming import StreamingConfig
-from streamer.vocab import Vocabulary
-
-PTE_FORMAT_VERSIONS = (1, 2, 3)
-"""Sidecar versions this runtime reads, the exporter writes the last (1: every state tensor is a
-step output; 2: adds ``next``; 3: the step reads its inputs in place, with padding after them)."""
+from streamer.errors import CheckpointError, ConfigError, missing_dependency
+from streamer.export.sidecar import Sidecar, check_against_program, verify_program_file
 
 
 @functools.lru_cache(maxsize=1)
@@ -93,14 +85,18 @@ class ProgramState:
 class PteStreamingEncoder:
     """Runs an exported step with the ExecuTorch runtime, with `StreamingEncoder`'s interface.
 
-    Everything a stream needs comes from the program and its sidecar — no PyTorch checkpoint:
+    Everything a stream needs comes from the program and its sidecar — no PyTorch checkpoint. Both are
+    validated before the runtime reads the program (`streamer.export.sidecar`): a damaged, cut or
+    foreign program, or a sidecar that was edited or belongs to another program, is one
+    `CheckpointError`.
 
     Attributes:
         config: The streaming setup the program was exported with.
         vocab: The model's output vocabulary.
         preprocess: The input preprocessing (running normalization or none).
         encoder_config: The dimensions of the exported model.
-        meta: The whole sidecar.
+        sidecar: The validated sidecar (with the identity of the model the program came from).
+        meta: The sidecar as JSON (its ``state`` list drives `advance_state`).
 
     Args:
         path: The ``.pte`` file (its ``.json`` sidecar beside it).
@@ -109,22 +105,24 @@ class PteStreamingEncoder:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         bindings()  # the runtime is installed, or one error with the install hint
         self.path = Path(path)
-        side = self.path.with_suffix(".json")
-        if not self.path.is_file() or not side.is_file():
-            raise ConfigError(f"pte: expected {self.path} and its sidecar {side.name}, found "
-                              f"{'neither' if not self.path.is_file() else 'no sidecar'}")
-        self.meta = json.loads(side.read_text())
-        version = self.meta.get("format_version")
-        if self.meta.get("format") != "streamer-pte" or version not in PTE_FORMAT_VERSIONS:
-            raise ConfigError(f"pte: expected a streamer-pte sidecar of format version {PTE_FORMAT_VERSIONS}, found "
-                              f"format {self.meta.get('format')!r} version {version!r} in {side}")
-        self.config = StreamingConfig(**self.meta["streaming"])
-        self.vocab = Vocabulary.from_dict(self.meta["vocabulary"])
-        self.preprocess = PreprocessConfig.from_dict(self.meta["preprocess"])
-        self.encoder_config = EncoderConfig.from_dict(self.meta["encoder"])
-        self._padding = int(self.meta.get("input_padding_bytes", 0))
-        self._program = load_program(str(self.path))
-        self._forward = self._program.load_method("forward")
+        if not self.path.is_file():
+            what = "a folder" if self.path.is_dir() else "nothing"
+            raise CheckpointError(f"pte: expected an ExecuTorch program at {self.path}, found {what}")
+        self.sidecar = Sidecar.read(self.path)
+        verify_program_file(self.path, self.sidecar)
+        self.meta = self.sidecar.to_dict()
+        self.config = self.sidecar.streaming
+        self.vocab = self.sidecar.vocabulary
+        self.preprocess = self.sidecar.preprocess
+        self.encoder_config = self.sidecar.encoder
+        self._padding = self.sidecar.input_padding_bytes
+        try:
+            self._program = load_program(str(self.path))
+            check_against_program(self._program, self.sidecar, self.path)
+            self._forward = self._program.load_method("forward")
+        except RuntimeError as err:  # the runtime refused a program that passed the checks above
+            raise CheckpointError(f"pte: the ExecuTorch runtime cannot load {self.path} "
+                                  f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
 
     def init_state(self, batch: int = 1) -> ProgramState:
         """Zero state (B must be 1: the program was exported for one stream)."""

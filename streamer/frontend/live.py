@@ -23,10 +23,12 @@ from typing import Any, TextIO
 import numpy as np
 
 from streamer.constants import SAMPLE_RATE
-from streamer.errors import StreamerError, missing_dependency
+from streamer.errors import ConfigError, StreamerError, missing_dependency
 from streamer.frontend.frontend import FrontEndConfig, VadFrontEnd
 from streamer.results import Final, Partial
 
+#: Longest ``--seconds`` of a microphone session (a week).
+MAX_MIC_SECONDS = 604_800.0
 #: Capture block length, in seconds.
 BLOCK_SECONDS = 0.1
 
@@ -73,10 +75,16 @@ def run_mic(rec: Any, *, device: int | str | None = None, seconds: float | None 
     Args:
         rec: The recognizer (`streamer.recognizer.Recognizer`).
         device: Input device index or name (None = the default input).
-        seconds: Stop after this many seconds (None = until Ctrl-C).
+        seconds: Stop after this many seconds, above 0 and at most `MAX_MIC_SECONDS` (None = until Ctrl-C).
         front_end: VAD and gate settings.
         out: Where results are shown.
+
+    Raises:
+        ConfigError: ``seconds`` out of range.
     """
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                or not 0 < seconds <= MAX_MIC_SECONDS):
+        raise ConfigError(f"mic seconds: expected a number above 0 and at most {MAX_MIC_SECONDS:g}, found {seconds!r}")
     try:
         import sounddevice as sd
     except ImportError as err:

@@ -188,8 +188,10 @@ class EncoderConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "EncoderConfig":
         """Builds a config from `to_dict` output; unknown keys are an error (they mean a newer format)."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"encoder config: expected an object, found {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(str(k) for k in set(data) - known)
         if unknown:
             raise ConfigError(f"encoder config: unknown fields {unknown}; expected a subset of {sorted(known)}")
         return cls(**dict(data))

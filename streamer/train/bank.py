@@ -281,6 +281,10 @@ class ShapeBuckets:
         keep = [b for b in range(len(widths)) if len(members[b])]
         widths = [widths[b] for b in keep]
         budget = max_batch_seconds * SAMPLE_RATE
+        if widths[-1] > budget + pad_samples + BUCKET_QUANTUM_SAMPLES:  # one row alone over the budget
+            raise ConfigError(f"buckets: an utterance of {(int(need.max()) - pad_samples) / SAMPLE_RATE:.1f} s "
+                              f"(with {pad_samples / SAMPLE_RATE:g} s of edge silence) does not fit the batch budget "
+                              f"of {max_batch_seconds:g} s; leave it out (max_utterance_seconds) or raise the budget")
         rows = tuple(max(1, int(budget // w)) for w in widths)
         return cls(tuple(widths), rows, tuple(members[b] for b in keep))
 
@@ -371,5 +375,13 @@ def load_source(sources: Sequence[str | Path], vocab: Vocabulary, device: torch.
     loaded = [w if w is not None else load_waveform(u.path)
               for u, w in tqdm(list(zip(utts, waves)), desc="loading audio", unit="utt", leave=False,
                                disable=len(utts) < 2000 or not sys.stderr.isatty())]
+    # The durations came from headers or a .lengths file; an utterance whose audio is longer than the
+    # limit after all is left out too, so no batch goes over its budget.
+    fits = [len(w) <= max_seconds * SAMPLE_RATE for w in loaded]
+    skipped += fits.count(False)
+    utts = [u for u, ok in zip(utts, fits) if ok]
+    loaded = [w for w, ok in zip(loaded, fits) if ok]
+    if not loaded:
+        raise ConfigError(f"training set: no utterance of at most {max_seconds:g} s in {[str(s) for s in sources]}")
     bank = AudioBank.from_waves(loaded, [u.text for u in utts], vocab, stores)
     return bank.to(device), skipped

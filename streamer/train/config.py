@@ -95,6 +95,18 @@ class DistillConfig:
         return cls(**d)
 
 
+#: Ranges of `TrainConfig`'s numeric fields (the command line's options share them). Seconds of audio
+#: are bounded because a batch's memory grows with its padded length (and attention's with its square).
+TRAIN_RANGES: dict[str, tuple[float, float]] = {
+    "max_steps": (1, 100_000_000), "warmup_steps": (0, 100_000_000), "grad_accum": (1, 1024),
+    "peak_lr": (1e-9, 1.0), "final_lr_ratio": (0.0, 1.0), "weight_decay": (0.0, 1.0), "clip_grad": (1e-6, 1e6),
+    "max_batch_seconds": (0.1, 3600.0), "max_utterance_seconds": (0.1, 600.0), "pad_seconds": (0.0, 10.0),
+    "buckets": (1, 256), "clean_steps": (0, 100_000_000), "eval_every": (1, 100_000_000),
+    "eval_max_utterances": (1, 10_000_000), "save_every_minutes": (0.01, 10_000.0), "log_every": (1, 100_000_000),
+    "threads": (1, 1024), "seed": (0, 2**63 - 1),
+}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run depends on (saved in the run folder and the checkpoint)."""
@@ -220,6 +232,12 @@ class TrainConfig:
         if self.max_batch_seconds <= 0 or self.max_utterance_seconds <= 0:
             raise ConfigError("max_batch_seconds and max_utterance_seconds: expected > 0, found "
                               f"{self.max_batch_seconds} and {self.max_utterance_seconds}")
+        for name, (low, high) in TRAIN_RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high \
+                    or (isinstance(low, int) and isinstance(high, int) and not isinstance(value, int)):
+                raise ConfigError(f"{name}: expected {'an integer' if isinstance(low, int) else 'a number'} from "
+                                  f"{low:g} to {high:g}, found {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""

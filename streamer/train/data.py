@@ -3,12 +3,15 @@
 A manifest is a TSV file, one utterance a line: ``path<TAB>text`` (paths relative to the manifest's
 folder, or absolute). A Common Voice style file with a header line naming ``path`` and ``sentence``
 (or ``text``) columns also reads. Durations come from a sidecar ``<manifest stem>.lengths`` (one
-duration in seconds a line, same order) when present, else from the audio headers.
+duration in seconds a line, same order) when present, else from the audio headers. Both files are
+UTF-8 text; an error names the file and line.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +36,37 @@ class Utterance:
     """Seconds of audio."""
 
 
+#: Longest duration a ``.lengths`` file may give one utterance, in seconds (a day: beyond it, the file is wrong).
+MAX_LENGTH_SECONDS = 86_400.0
+
+
+def _utf8_text(path: Path, what: str) -> str:
+    """A file's text; one `ConfigError` naming the line of the first byte that is not UTF-8."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ConfigError(f"{path}:{line}: expected UTF-8 text in this {what}, found the byte "
+                          f"{data[err.start]:#04x} (another encoding, such as Latin-1: convert it with "
+                          "iconv -t UTF-8)") from None
+
+
 def _sidecar_lengths(manifest: Path, count: int) -> list[float] | None:
     for candidate in (manifest.with_suffix(".lengths"), manifest.parent / f"{manifest.name}.lengths"):
         if candidate.is_file():
-            values = [float(x) for x in candidate.read_text().split()]
+            values = []
+            for number, line in enumerate(_utf8_text(candidate, "lengths file").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    value = float(line)
+                except ValueError:
+                    value = math.nan
+                if not 0.0 < value <= MAX_LENGTH_SECONDS:
+                    raise ConfigError(f"{candidate}:{number}: expected a duration in seconds (above 0, at most "
+                                      f"{MAX_LENGTH_SECONDS:g}), found {line.strip()[:40]!r}")
+                values.append(value)
             if len(values) != count:
                 raise ConfigError(f"{candidate}: expected {count} durations (one per manifest line), found {len(values)}")
             return values
@@ -61,8 +91,8 @@ def read_manifest(manifest: str | Path, max_items: int | None = None, vocab: Voc
     manifest = Path(manifest)
     if not manifest.is_file():
         raise ConfigError(f"manifest: expected a TSV file, found nothing at {manifest}")
-    with open(manifest, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    text = _utf8_text(manifest, "manifest")
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
     path_col, text_col, first_line = 0, 1, 1
     if rows and "path" in rows[0] and ("sentence" in rows[0] or "text" in rows[0]):
         header = rows.pop(0)
@@ -81,6 +111,9 @@ def read_manifest(manifest: str | Path, max_items: int | None = None, vocab: Voc
         if not path.is_absolute():
             path = manifest.parent / path
         if lengths is not None:  # the sidecar spares reading every header; a bad file fails when loaded
+            if not path.is_file():
+                raise ConfigError(f"{where}: {path}: " + ("is a folder, expected an audio file" if path.is_dir()
+                                                          else "no such file"))
             duration = lengths[i]
         else:
             duration = _duration(path, where)
