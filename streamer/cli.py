@@ -7,6 +7,7 @@
     streamer lm build corpus.txt -o lm.binary --order N
     streamer export -o demo.pte [--streaming cached --chunk 0.32 --quantize dynamic|none]
     streamer serve [--host H --port P] [--token-file F] [--max-batch N] ...   (docs/protocol.md)
+    streamer batch files.tsv --output-dir D [--format F] [--workers N] [--ray [ADDRESS]]
     streamer models                                      (bundled models)
 
 Errors print as one line (``error: ...``) without a traceback; ``transcribe`` keeps going through a
@@ -277,6 +278,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    """``streamer batch``: a manifest's files on local worker processes or Ray (streamer/batch.py)."""
+    from streamer.batch import Recipe, read_file_list, run_batch
+
+    from dataclasses import replace
+
+    from streamer.checkpoint import DEFAULT_MODEL
+
+    files = read_file_list(args.manifest)
+    lm = None if args.no_lm else (args.lm or "auto")
+    model = None if args.pte and args.model is None else (args.model or DEFAULT_MODEL)  # as _recognizer
+    config = replace(args.config, stream_files=args.streaming is not None or bool(args.pte))  # as transcribe
+    recipe = Recipe(model, config, lm, args.pte)
+    show = not args.quiet and sys.stderr.isatty() or args.progress
+    report = run_batch(files, args.output_dir, args.format, recipe, workers=args.workers, use_ray=args.ray is not None,
+                       ray_address=args.ray or None, overwrite=args.overwrite, progress=show)
+    rate = f", {report.audio_seconds / report.seconds:.1f} s of audio per second" if report.seconds else ""
+    print(f"batch: {report.done} transcribed, {report.skipped} already done, {len(report.failed)} failed of "
+          f"{report.total} file(s); {report.audio_seconds / 3600:.3f} h of audio in {report.seconds:.1f} s{rate} "
+          f"on {report.workers} {'Ray' if args.ray is not None else 'local'} worker(s); outputs in {args.output_dir}",
+          file=sys.stderr)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     from streamer.export.executorch import ExportConfig
@@ -344,6 +369,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="endpoint preset: how much silence ends an utterance (default: 'default', 1.2 s)")
     sv.add_argument("--no-web", action="store_true", help="do not serve the browser page at /")
     sv.set_defaults(func=cmd_serve)
+
+    b = sub.add_parser("batch", help="transcribe a manifest's files on worker processes or a Ray cluster")
+    b.add_argument("manifest", metavar="FILES.tsv", help="audio paths in the first column (relative to the manifest)")
+    b.add_argument("--output-dir", required=True, metavar="DIR", help="write one output per file here")
+    b.add_argument("--format", default="txt", choices=["txt", "json", "srt", "vtt"])
+    b.add_argument("--workers", type=int, help="worker processes or Ray actors (default: the CPUs, the cluster's with --ray)")
+    b.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run on Ray: a running cluster's address (ray start --head prints it), or none for a local instance")
+    b.add_argument("--overwrite", action="store_true", help="redo files whose output exists (default: skip them)")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
+    _add_model_options(b)
+    b.set_defaults(func=cmd_batch)
 
     tr = sub.add_parser("train", help="train, fine-tune or distil a CTC model (streamer train --help)", add_help=False)
     tr.add_argument("rest", nargs=argparse.REMAINDER)
