@@ -42,7 +42,6 @@ import numpy as np
 from streamer.errors import ConfigError, ProtocolError, StreamerError, missing_dependency
 from streamer.grid import XLSR_GRID
 from streamer.recognizer import Recognizer, Stream
-from streamer.results import Event
 from streamer.serve import protocol as P
 
 log = logging.getLogger("streamer.serve")
