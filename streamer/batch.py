@@ -158,28 +158,51 @@ def _run_local(source: str, fmt: str) -> Outcome:
 
 
 def _local_outcomes(jobs: list[Job], recipe: Recipe, fmt: str, workers: int) -> Iterator[Outcome]:
+    """Outcomes in completion order. A worker process that dies (a crash in native code) fails the
+    files in flight, which a rerun retries, and a new pool goes on with the rest."""
     import multiprocessing
+    from concurrent.futures.process import BrokenProcessPool
 
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_local,
-                             initargs=(recipe, threads)) as pool:
-        pending: dict[Future[Outcome], Job] = {}
-        queue = iter(jobs)
-        for job in queue:  # a bounded number in flight: thousands of files need not all be queued
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_local, initargs=(recipe, threads))
+
+    pool = new_pool()
+    queue = iter(jobs)
+    pending: dict[Future[Outcome], Job] = {}
+
+    def refill() -> None:  # a bounded number in flight: thousands of files need not all be queued
+        while len(pending) < 2 * workers:
+            job = next(queue, None)
+            if job is None:
+                return
             pending[pool.submit(_run_local, job.source, fmt)] = job
-            if len(pending) >= 2 * workers:
-                break
+
+    try:
+        refill()
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            broken = False
             for future in done:
                 job = pending.pop(future)
                 try:
                     yield future.result()
-                except Exception as err:  # noqa: BLE001  (a worker died: its file is reported)
+                except BrokenProcessPool:
+                    broken = True
+                    yield Outcome(job.source, None, error="a worker process died while this file was in flight")
+                except Exception as err:  # noqa: BLE001  (never stops the batch)
                     yield Outcome(job.source, None, error=f"worker failed: {type(err).__name__}: {err}")
-                nxt = next(queue, None)
-                if nxt is not None:
-                    pending[pool.submit(_run_local, nxt.source, fmt)] = nxt
+            if broken:
+                for job in pending.values():
+                    yield Outcome(job.source, None, error="a worker process died while this file was in flight")
+                pending.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = new_pool()
+            refill()
+    finally:  # on an interrupt too: queued files never start; the workers finish the file they hold
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---------------------------------------------------------------------------------------- Ray
