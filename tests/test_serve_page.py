@@ -150,9 +150,12 @@ def test_page_transcribes_the_fake_microphone(tmp_path, monkeypatch):
     got = np.concatenate(received)
     want = audio.astype(np.float32) / 32768
     lag = _lag(got, want)
-    similarity = _similarity(got[max(0, -lag):], want[max(0, lag):])
-    print(f"capture began {lag / 16:.1f} ms into the file; correlation {similarity:.4f}")
-    assert similarity >= 0.98 and -1600 <= lag <= 1600
+    blocks = _block_similarity(got, want, lag)
+    print(f"capture began {lag / 16:.1f} ms into the file; correlation {_similarity(got[max(0, -lag):], want[max(0, lag):]):.4f}; "
+          f"0.5-s blocks found: {sum(b >= 0.98 for b in blocks)}/{len(blocks)}")
+    assert -1600 <= lag <= 1600 and len(got) >= len(want) - lag - 4800
+    # A starved audio thread may drop or repeat a few milliseconds: each stretch is looked for near its place.
+    assert sum(b >= 0.98 for b in blocks) >= 0.9 * len(blocks), blocks
     # The page shows the finals of that audio.
     stream = create_stream()
     events = []
@@ -173,6 +176,25 @@ def _lag(got: np.ndarray, want: np.ndarray) -> int:
     corr = np.fft.irfft(np.fft.rfft(want, n) * np.conj(np.fft.rfft(got, n)), n)
     k = int(np.argmax(corr))
     return k if k < len(want) else k - n
+
+
+def _block_similarity(got: np.ndarray, want: np.ndarray, lag: int, block: int = 8000) -> list[float]:
+    """For each 0.5-s block of the file that holds sound, the best normalized correlation with the
+    capture within 0.1 s of where it should be."""
+    out = []
+    for at in range(0, len(want) - block + 1, block):
+        piece = want[at:at + block]
+        if np.sqrt(np.mean(piece ** 2)) < 1e-3:
+            continue
+        lo = max(0, at - lag - 1600)
+        region = got[lo:at - lag + block + 1600]
+        if len(region) < block:
+            out.append(0.0)
+            continue
+        corr = np.correlate(region, piece, mode="valid")
+        energy = np.convolve(region ** 2, np.ones(block), mode="valid")
+        out.append(float(np.max(corr / (np.sqrt(energy * (piece @ piece)) + 1e-12))))
+    return out
 
 
 def _similarity(got: np.ndarray, want: np.ndarray) -> float:
