@@ -171,7 +171,6 @@ class StreamServer:
         self.config = config if config is not None else ServerConfig()
         self.port: int | None = None
         self._sessions: set[_Session] = set()
-        self._header_auth: set[int] = set()   # connections whose Authorization header held the token
         self._count = 0
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="streamer-decode")
         self._builder = ThreadPoolExecutor(1, thread_name_prefix="streamer-hotwords")
@@ -296,19 +295,21 @@ class StreamServer:
                 return respond(200, (self._web / name).read_bytes(), WEB_FILES[name])
             return respond(404, b"not found: the server answers /health, the page at /, and WebSocket streams\n",
                            "text/plain; charset=utf-8")
-        auth = request.headers.get("Authorization")
-        if self.config.token is not None and auth is not None:
-            if not _same(auth.removeprefix("Bearer ").strip(), self.config.token):
-                return respond(401, b"wrong token\n", "text/plain; charset=utf-8")
-            self._header_auth.add(id(conn))
+        if self.config.token is not None and request.headers.get("Authorization") is not None \
+                and not self._header_token_ok(request):
+            return respond(401, b"wrong token\n", "text/plain; charset=utf-8")
         return None
+
+    def _header_token_ok(self, request: Any) -> bool:
+        """Whether the opening request's ``Authorization: Bearer`` header holds the token."""
+        auth = request.headers.get("Authorization")
+        return auth is not None and _same(auth.removeprefix("Bearer ").strip(), self.config.token or "")
 
     # ------------------------------------------------------------------ one connection
     async def _handle(self, conn: Any) -> None:
         from websockets.exceptions import ConnectionClosed
 
-        authorized = self.config.token is None or id(conn) in self._header_auth
-        self._header_auth.discard(id(conn))
+        authorized = self.config.token is None or self._header_token_ok(conn.request)
         stopping = self._stopping is not None and self._stopping.done()
         if stopping or len(self._sessions) >= self.config.max_connections:
             reason = ("server shutting down" if stopping else
@@ -458,7 +459,10 @@ class StreamServer:
                 continue
             t0 = time.perf_counter()
             results, decoded = await loop.run_in_executor(self._worker, self._tick, work)
-            self._busy.append((time.monotonic(), time.perf_counter() - t0, decoded))
+            now = time.monotonic()
+            self._busy.append((now, time.perf_counter() - t0, decoded))
+            while self._busy[0][0] < now - LOAD_WINDOW_SECONDS:
+                self._busy.popleft()
             for s, events in results:
                 if s.gone:
                     continue
