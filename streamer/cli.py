@@ -6,6 +6,8 @@
     streamer train --train TSV... --out DIR ...          (see streamer/train/cli.py)
     streamer lm build corpus.txt -o lm.binary --order N
     streamer export -o demo.pte [--streaming cached --chunk 0.32 --quantize dynamic|none] [--overwrite]
+    streamer serve [--host H --port P] [--token-file F] [--max-batch N] ...   (docs/protocol.md)
+    streamer batch files.tsv --output-dir D [--format F] [--workers N] [--ray [ADDRESS]]
     streamer models                                      (bundled models)
 
 Errors print as one line (``error: ...``) without a traceback; ``transcribe`` keeps going through a
@@ -243,6 +245,66 @@ def cmd_mic(args: argparse.Namespace) -> int:
     return run_mic(_recognizer(args), device=args.device, seconds=args.seconds, front_end=front)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``streamer serve``: live recognition for WebSocket clients (streamer/serve/server.py)."""
+    import logging
+    from dataclasses import replace
+
+    from streamer.errors import ConfigError
+    from streamer.serve.server import ServerConfig, StreamServer, check_installed, run_server
+
+    given = {"host": args.host, "port": args.port, "max_connections": args.max_connections,
+             "max_batch": args.max_batch, "max_frame_bytes": args.max_frame_bytes,
+             "max_audio_seconds": args.max_audio_seconds, "idle_timeout": args.idle_timeout}
+    config = replace(ServerConfig(), web=not args.no_web, **{k: v for k, v in given.items() if v is not None})
+    if args.token_file:
+        try:
+            token = open(args.token_file, encoding="utf-8").read().strip()
+        except OSError as err:
+            raise ConfigError(f"--token-file {args.token_file}: cannot be read ({err.strerror})") from None
+        config = replace(config, token=token)
+    check_installed()  # before the model loads
+    rec = _recognizer(args)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("streamer.serve").setLevel(logging.INFO)
+
+    def ready(server: StreamServer) -> None:
+        base = f"{config.host}:{server.port}"
+        page = f", page http://{base}/" if config.web else ""
+        health = server.health()
+        print(f"serving {health['model']} ({rec.decoder_name}, {health['streaming']} streaming, "
+              f"{health['chunk_seconds']:g}-s chunks) on ws://{base}{page}, health http://{base}/health"
+              f"{'; token required' if config.token else ''}; Ctrl-C or SIGTERM stops", file=sys.stderr, flush=True)
+
+    run_server(rec, config, ready)
+    print("server stopped; open streams were finalized", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """``streamer batch``: a manifest's files on local worker processes or Ray (streamer/batch.py)."""
+    from streamer.batch import Recipe, read_file_list, run_batch
+
+    from dataclasses import replace
+
+    from streamer.checkpoint import DEFAULT_MODEL
+
+    files = read_file_list(args.manifest)
+    lm = None if args.no_lm else (args.lm or "auto")
+    model = None if args.pte and args.model is None else (args.model or DEFAULT_MODEL)  # as _recognizer
+    config = replace(args.config, stream_files=args.streaming is not None or bool(args.pte))  # as transcribe
+    recipe = Recipe(model, config, lm, args.pte)
+    show = not args.quiet and sys.stderr.isatty() or args.progress
+    report = run_batch(files, args.output_dir, args.format, recipe, workers=args.workers, use_ray=args.ray is not None,
+                       ray_address=args.ray or None, overwrite=args.overwrite, progress=show)
+    rate = f", {report.audio_seconds / report.seconds:.1f} s of audio per second" if report.seconds else ""
+    print(f"batch: {report.done} transcribed, {report.skipped} already done, {len(report.failed)} failed of "
+          f"{report.total} file(s); {report.audio_seconds / 3600:.3f} h of audio in {report.seconds:.1f} s{rate} "
+          f"on {report.workers} {'Ray' if args.ray is not None else 'local'} worker(s); outputs in {args.output_dir}",
+          file=sys.stderr)
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     from streamer.export.executorch import ExportConfig
@@ -293,6 +355,41 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--quantize", choices=["none", "dynamic"], default=export.quantize,
                     help="int8 quantization (default: %(default)s)")
     ex.set_defaults(func=cmd_export)
+
+    from streamer.serve.server import ServerConfig
+
+    server = ServerConfig()
+    sv = sub.add_parser("serve", help="serve live recognition over WebSockets (docs/protocol.md)")
+    _add_model_options(sv)
+    sv.add_argument("--host", help=f"interface to listen on (default: {server.host}, this machine only)")
+    sv.add_argument("--port", type=int, help=f"TCP port, 0 for any free one (default: {server.port})")
+    sv.add_argument("--token-file", metavar="FILE",
+                    help="require this file's text as a shared secret (Authorization: Bearer, or 'token' in start)")
+    sv.add_argument("--max-connections", type=int, help=f"open connections at most (default: {server.max_connections})")
+    sv.add_argument("--max-batch", type=int,
+                    help=f"streams per batched encoder forward, 1 for none (default: {server.max_batch})")
+    sv.add_argument("--max-frame-bytes", type=int, help=f"largest message in bytes (default: {server.max_frame_bytes})")
+    sv.add_argument("--max-audio-seconds", type=float,
+                    help=f"longest stream in seconds of audio (default: {server.max_audio_seconds:g})")
+    sv.add_argument("--idle-timeout", type=float,
+                    help=f"seconds without a message before a connection is closed (default: {server.idle_timeout:g})")
+    sv.add_argument("--endpoint", choices=["fast", "default", "slow"],
+                    help="endpoint preset: how much silence ends an utterance (default: 'default', 1.2 s)")
+    sv.add_argument("--no-web", action="store_true", help="do not serve the browser page at /")
+    sv.set_defaults(func=cmd_serve)
+
+    b = sub.add_parser("batch", help="transcribe a manifest's files on worker processes or a Ray cluster")
+    b.add_argument("manifest", metavar="FILES.tsv", help="audio paths in the first column (relative to the manifest)")
+    b.add_argument("--output-dir", required=True, metavar="DIR", help="write one output per file here")
+    b.add_argument("--format", default="txt", choices=["txt", "json", "srt", "vtt"])
+    b.add_argument("--workers", type=int, help="worker processes or Ray actors (default: the CPUs, the cluster's with --ray)")
+    b.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run on Ray: a running cluster's address (ray start --head prints it), or none for a local instance")
+    b.add_argument("--overwrite", action="store_true", help="redo files whose output exists (default: skip them)")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
+    _add_model_options(b)
+    b.set_defaults(func=cmd_batch)
 
     tr = sub.add_parser("train", help="train, fine-tune or distil a CTC model (streamer train --help)", add_help=False)
     tr.add_argument("rest", nargs=argparse.REMAINDER)

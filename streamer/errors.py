@@ -59,3 +59,15 @@ def missing_dependency(module: str, extra: str, purpose: str) -> MissingDependen
         f"{purpose} needs the Python module '{module}', which is not installed. "
         f"Install it with: pip install 'streamer[{extra}]'  (see README.md, 'Set up')"
     )
+
+
+class ProtocolError(StreamerError):
+    """A streaming-server client broke the protocol or a limit (docs/protocol.md).
+
+    Attributes:
+        code: The WebSocket close code the server answers with (1003, 1007, 1008, 1009, ...).
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code

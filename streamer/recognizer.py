@@ -134,18 +134,20 @@ class Stream:
     """One audio stream's state. Create with `Recognizer.create_stream`; see the module docstring.
 
     A stream is its `FramePipeline` (audio side), its `UtteranceTracker` (frames to results, one
-    endpointer) and, with two-pass decoding only, the audio of its current utterance.
+    endpointer) and, with two-pass decoding only, the audio of its current utterance. Its
+    ``decoder`` is the recognizer's, or one with this stream's hotwords (`Recognizer.create_stream`).
 
     Threads: every call on a stream, here and through its `Recognizer`, holds the stream's ``lock``
     (a re-entrant lock), so two threads feeding one stream are served one after the other and the
     stream is never corrupted; the order of their audio is the order the calls get the lock.
     """
 
-    def __init__(self, rec: "Recognizer") -> None:
+    def __init__(self, rec: "Recognizer", decoder: "BeamSearchDecoder | GreedyDecoder | None" = None) -> None:
         self.lock = threading.RLock()
         self.recognizer = rec
+        self.decoder = decoder if decoder is not None else rec.decoder
         self.pipeline = FramePipeline(rec.streaming_encoder, rec.preprocess.normalize, rec.grid)
-        self.tracker = UtteranceTracker(rec.decoder, rec.config.endpoint, rec.vocab.blank_id, rec.grid)
+        self.tracker = UtteranceTracker(self.decoder, rec.config.endpoint, rec.vocab.blank_id, rec.grid)
         self._audio = SampleBuffer() if rec.config.two_pass else None
         self._closed = False
 
@@ -241,7 +243,7 @@ class Stream:
         if self._audio is not None:
             grid = self.pipeline.grid
             audio = self._audio.view(grid.samples(utt.start_frame), grid.span_samples(utt.end_frame))
-            final = self.recognizer.second_pass(audio, final)
+            final = self.recognizer.second_pass(audio, final, self.decoder)
             self._audio.drop_until(grid.samples(utt.end_frame))
         if not final.text:
             return []
@@ -309,6 +311,9 @@ class Recognizer:
         self.vocab, self.preprocess = owner.vocab, owner.preprocess
         self.grid = FrameGrid.of(checkpoint.config if checkpoint is not None else program.encoder_config)
         self.source = str(checkpoint.folder if checkpoint is not None else step_program)
+        self.lm = lm
+        self._hotword_decoders: dict[tuple[str, ...], BeamSearchDecoder] = {}
+        self._hotword_lock = threading.Lock()
         self.decoder: BeamSearchDecoder | GreedyDecoder = (
             BeamSearchDecoder(self.vocab, config.decoder, lm) if config.uses_beam(lm is not None)
             else GreedyDecoder(self.vocab))
@@ -431,9 +436,44 @@ class Recognizer:
         return Transcript(sep.join(s.text for s in segments), segments, round(duration, 3), name, info)
 
     # ------------------------------------------------------------------ streams
-    def create_stream(self) -> Stream:
-        """A new stream with its own state."""
-        return Stream(self)
+    def create_stream(self, hotwords: Iterable[str] = ()) -> Stream:
+        """A new stream with its own state.
+
+        Args:
+            hotwords: Words or phrases to boost in this stream alone, on top of the config's
+                (``decoder.hotwords``). A stream with hotwords is decoded by the beam search (with the
+                recognizer's LM, if any), as `RecognizerConfig.search` ``auto`` does for hotwords.
+
+        Raises:
+            ConfigError: A hotword that is not a non-empty string.
+        """
+        return Stream(self, self.decoder_for(hotwords))
+
+    #: Hotword decoders kept for reuse (each holds its own LM scorer); the oldest is dropped past this.
+    HOTWORD_DECODERS = 8
+
+    def decoder_for(self, hotwords: Iterable[str] = ()) -> BeamSearchDecoder | GreedyDecoder:
+        """The decoder of a stream with these extra hotwords: the recognizer's own without any.
+
+        Decoders for the same hotwords are built once (loading the LM scorer takes a moment) and
+        shared by the streams that ask for them; the last `HOTWORD_DECODERS` sets are kept. Safe to
+        call from several threads (a server builds them beside the thread that decodes).
+        """
+        if isinstance(hotwords, str):
+            raise ConfigError(f"hotwords: expected a sequence of strings, found the string {hotwords!r}")
+        extra = DecoderConfig(hotwords=tuple(hotwords)).hotwords  # validated and normalized
+        key = tuple(dict.fromkeys(self.config.decoder.hotwords + extra))
+        if not extra or key == self.config.decoder.hotwords:
+            return self.decoder
+        with self._hotword_lock:
+            decoder = self._hotword_decoders.pop(key, None)
+        if decoder is None:
+            decoder = BeamSearchDecoder(self.vocab, replace(self.config.decoder, hotwords=key), self.lm)
+        with self._hotword_lock:
+            self._hotword_decoders[key] = decoder  # most recently used last
+            while len(self._hotword_decoders) > self.HOTWORD_DECODERS:
+                self._hotword_decoders.pop(next(iter(self._hotword_decoders)))
+        return decoder
 
     def _check(self, stream: Any) -> Stream:
         if not isinstance(stream, Stream):
@@ -443,11 +483,13 @@ class Recognizer:
                               "found one created by another Recognizer")
         return stream
 
-    def second_pass(self, audio: np.ndarray, final: Final) -> Final:
+    def second_pass(self, audio: np.ndarray, final: Final,
+                    decoder: BeamSearchDecoder | GreedyDecoder | None = None) -> Final:
         """Two-pass final: ``final``'s utterance re-decoded from its 16-kHz audio with full context.
 
         The decoder state opens at ``final.start`` (the utterance's stream time), so word times are
-        on the stream's clock; the span stays the streaming pass's.
+        on the stream's clock; the span stays the streaming pass's. ``decoder``: the stream's
+        (default: the recognizer's).
         """
         if self.model is None:
             raise ConfigError(f"second pass: needs the PyTorch model, and only the ExecuTorch program "
@@ -471,7 +513,8 @@ class Recognizer:
             piece = self.model.config.num_frames(bucket)
         with torch.no_grad():
             logits, _ = self.model(x, lengths, piece_frames=piece)
-        second = self.decoder.decode(logits[0, :frames].float(), time_offset=final.start)
+        decoder = decoder if decoder is not None else self.decoder
+        second = decoder.decode(logits[0, :frames].float(), time_offset=final.start)
         return replace(second, start=final.start, end=final.end)
 
     def decode_streams(self, streams: list[Stream]) -> list[list[Event]]:

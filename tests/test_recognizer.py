@@ -246,3 +246,22 @@ def test_two_pass_audio_is_bounded_by_the_utterance(model_dir):
         held.append(len(s._audio))
     assert len(finals) >= 4
     assert max(held) <= 16000 * (1.0 + 0.32 + 1.0) + 400  # utterance + a chunk + a block of look-ahead
+
+
+def test_hotwords_per_stream(model_dir, rng):
+    """A stream's own hotwords: a beam decoder of their own, shared by streams asking for the same
+    ones, and the config's hotwords kept; without any, the recognizer's decoder."""
+    from streamer.decoding.beam import BeamSearchDecoder, DecoderConfig
+
+    rec = Recognizer.load(model_dir, lm=None, decoder=DecoderConfig(hotwords=("base",)))
+    plain, hot = rec.create_stream(), rec.create_stream(["Paris", "  new   york "])
+    assert plain.decoder is rec.decoder and isinstance(hot.decoder, BeamSearchDecoder)
+    assert hot.decoder.config.hotwords == ("base", "paris", "new york")
+    assert rec.create_stream(("paris", "new york")).decoder is hot.decoder
+    assert rec.create_stream(["base"]).decoder is rec.decoder
+    audio = rng.standard_normal(16000).astype(np.float32) * 0.1
+    events = rec.feed(hot, audio) + rec.input_finished(hot)
+    assert hot.done and isinstance(events[-1], (Final, Partial))
+    for bad in ("paris", [""], [3]):
+        with pytest.raises(ConfigError, match="hotwords"):
+            rec.create_stream(bad)

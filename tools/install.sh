@@ -2,7 +2,7 @@
 # Installs streamer and everything it needs on a Debian 12 machine: apt packages, Python packages,
 # and KenLM's lmplz/build_binary (built from the kenlm sdist). Idempotent: re-running skips what is there.
 #
-#   bash tools/install.sh            # everything (runtime, microphone, LM, export, tests, corpus tools)
+#   bash tools/install.sh            # everything (runtime, microphone, LM, export, server, Ray, tests, corpus tools)
 #
 # Why two pip steps: pyctcdecode 0.5.0 (its last release) declares numpy<2, while executorch needs
 # numpy>=2. pyctcdecode runs correctly on numpy 2, so it is installed with --no-deps after the rest;
@@ -20,6 +20,7 @@ APT_PACKAGES=(
   ktuberling-data codec2-examples pocketsphinx-testdata       # real speech for distillation (tools/data/real_audio.py)
   asterisk-core-sounds-ru asterisk-core-sounds-ru-g722        # Russian real-speech TEST set (never trained on)
   cmake g++ libboost-program-options-dev libboost-system-dev libboost-thread-dev libboost-test-dev  # KenLM
+  chromium                                                    # headless browser test of streamer serve's page
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
