@@ -915,7 +915,7 @@ def _lm_build(capsys, *args: str) -> tuple[int, list[str]]:
     ("--model duplicate key", "appears twice"),
     ("-o under a file", "is a file, expected a folder"),
     ("-o in /proc", "/proc"),
-    ("-o a folder", "found a folder"),
+    ("-o a folder", "is a folder"),
 ])
 def test_lm_build_parse_errors_are_one_line(tmp_path, capsys, case, fragment):
     corpus = tmp_path / "corpus.txt"
