@@ -79,3 +79,20 @@ def hf_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hf")
     make_hf_checkpoint(folder, "hf_tiny_layer_norm")
     return folder
+
+
+@pytest.fixture(scope="session")
+def kenlm_tools():
+    """lmplz/build_binary (tools/build_kenlm.sh); built here only when STREAMER_BUILD_KENLM=1."""
+    import subprocess
+
+    from streamer.decoding.build_lm import BUILD_SCRIPT, KenLMToolsMissingError, find_kenlm_tools
+
+    try:
+        return find_kenlm_tools()
+    except KenLMToolsMissingError:
+        if os.environ.get("STREAMER_BUILD_KENLM") != "1":
+            pytest.skip(f"KenLM's lmplz/build_binary are not built: run 'bash {BUILD_SCRIPT}' "
+                        "(or set STREAMER_BUILD_KENLM=1 to let this test build them)")
+    subprocess.run(["bash", str(REPO / BUILD_SCRIPT)], check=True, env={**os.environ, "JOBS": os.environ.get("JOBS", "2")})
+    return find_kenlm_tools()

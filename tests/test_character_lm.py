@@ -37,16 +37,6 @@ CHARACTER_LANGUAGES = ("zh", "ja")
 STREAM_BEAM = DecoderConfig(beam_width=8)
 
 
-@pytest.fixture(scope="module")
-def kenlm_tools():
-    from streamer.decoding.build_lm import KenLMToolsMissingError, find_kenlm_tools
-
-    try:
-        return find_kenlm_tools()
-    except KenLMToolsMissingError:
-        pytest.skip("KenLM's lmplz/build_binary are not built: run 'bash tools/build_kenlm.sh'")
-
-
 @pytest.fixture(scope="module", params=CHARACTER_LANGUAGES)
 def lang(request) -> str:
     return request.param

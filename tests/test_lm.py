@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from streamer.decoding.build_lm import (
-    BUILD_SCRIPT,
     KenLMToolsMissingError,
     build_lm,
     find_kenlm_tools,
@@ -28,19 +25,6 @@ A cat and a dog ran home; the cat won't stop.
 It's 42 degrees -- said the CAT.
 
 """
-
-
-@pytest.fixture(scope="module")
-def kenlm_tools():
-    """lmplz/build_binary; built with tools/build_kenlm.sh only when STREAMER_BUILD_KENLM=1."""
-    try:
-        return find_kenlm_tools()
-    except KenLMToolsMissingError:
-        if os.environ.get("STREAMER_BUILD_KENLM") != "1":
-            pytest.skip(f"KenLM's lmplz/build_binary are not built: run 'bash {BUILD_SCRIPT}' "
-                        "(or set STREAMER_BUILD_KENLM=1 to let this test build them)")
-    subprocess.run(["bash", str(REPO / BUILD_SCRIPT)], check=True, env={**os.environ, "JOBS": os.environ.get("JOBS", "2")})
-    return find_kenlm_tools()
 
 
 def test_load_unigrams_from_list_and_arpa(tmp_path):

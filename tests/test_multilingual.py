@@ -271,16 +271,6 @@ def _spelling_logits(vocab: Vocabulary, text: str, swap: tuple[str, str] | None 
     return logits
 
 
-@pytest.fixture(scope="module")
-def kenlm_tools():
-    from streamer.decoding.build_lm import KenLMToolsMissingError, find_kenlm_tools
-
-    try:
-        return find_kenlm_tools()
-    except KenLMToolsMissingError:
-        pytest.skip("KenLM's lmplz/build_binary are not built: run 'bash tools/build_kenlm.sh'")
-
-
 def _build_language_lm(lang: str, checkpoint: Path, folder: Path) -> Path:
     """``streamer lm build --model <checkpoint>`` on a few sentences of the language."""
     from streamer.decoding.build_lm import main
