@@ -351,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.model, order=built.order, prune=list(args.prune), quantize_bits=args.quantize,
                 text=str(args.corpus))
     except StreamerError as err:
-        print(f"streamer lm: error: {err}", file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)
         return 1
     units = "characters" if built.unit == "character" else "words"
     print(f"wrote {built.path} ({built.unit} LM, order {built.order}, {built.sentences} sentences, "
