@@ -3,7 +3,8 @@
 Valid files are mutated (bytes flipped, files cut short, random bytes spliced in; JSON keys dropped or
 added, values retyped) and handed to the loader. The only outcomes allowed are success or streamer's
 own error type (`StreamerError`), each within a time bound (a hang fails the test instead of stalling
-the suite). The default suite runs a short example count per loader (a few seconds in all); the
+the suite) and a memory bound (the peak of Python and numpy allocations during the call, traced by
+`tracemalloc`; a header that makes a loader allocate what the file cannot hold fails). The default suite runs a short example count per loader (a few seconds in all); the
 ``long`` profile, marked slow, runs many more.
 """
 
@@ -13,6 +14,7 @@ import json
 import os
 import signal
 import shutil
+import tracemalloc
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
@@ -30,6 +32,8 @@ from streamer.errors import StreamerError
 MODEL = REPO / "models" / "demo-en"
 #: Seconds one loader call may take before it counts as a hang.
 CALL_SECONDS = 30
+#: Bytes of Python and numpy memory one loader call may hold at its peak (the files are a few MB).
+CALL_BYTES = 512 * 1024 * 1024
 #: Examples per loader: a short profile in the default suite, a long one behind the slow marker.
 PROFILES = [pytest.param(8, id="short"), pytest.param(300, id="long", marks=pytest.mark.slow)]
 
@@ -49,12 +53,23 @@ def bounded(seconds: int = CALL_SECONDS):
 
 
 def loads_or_refuses(call: Callable[[], Any]) -> None:
-    """Runs a loader: success or a StreamerError pass; anything else (or a hang) fails the example."""
-    with bounded():
-        try:
-            call()
-        except StreamerError as err:
-            assert "\n" not in str(err), str(err)
+    """Runs a loader: success or a StreamerError pass; anything else (a hang, or a peak of traced memory
+    over `CALL_BYTES`) fails the example."""
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    try:
+        with bounded():
+            try:
+                call()
+            except StreamerError as err:
+                assert "\n" not in str(err), str(err)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        if not tracing:
+            tracemalloc.stop()
+    assert peak < CALL_BYTES, f"loader held {peak / 2**20:.0f} MiB at its peak"
 
 
 def run(examples: int, strategy: st.SearchStrategy, check: Callable[[Any], None]) -> None:
