@@ -10,7 +10,7 @@ For each manifest, mean per-frame cosine similarities:
   same layers on Whisper's own stem, both with the stand-in constant: what the front-end's error
   becomes by the top of the transplanted stack.
 
-    python tools/eval/whisper_student.py --model runs/ws-stem/last \\
+    python tools/eval/whisper_student.py --model runs/student-frontend/last \\
         --manifest data/real/real-heldout.tsv data/corpus-s4/dev.tsv --limit 40
 
 Needs the distill extra (``pip install 'streamer[distill]'``).
