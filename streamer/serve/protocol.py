@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from streamer.audio import to_int16
 from streamer.constants import INT16_FULL_SCALE
 from streamer.errors import ProtocolError
 from streamer.results import Event, Final, Partial, Word
@@ -147,7 +148,7 @@ def encode_pcm(samples: np.ndarray, fmt: str = "int16") -> bytes:
     """(N,) float samples in [-1, 1] as a binary frame (the inverse of `decode_pcm`; used by clients)."""
     x = np.asarray(samples, dtype=np.float32)
     if fmt == "int16":
-        return np.clip(np.round(x * INT16_FULL_SCALE), -32768, 32767).astype("<i2").tobytes()
+        return to_int16(x).astype("<i2").tobytes()
     return x.astype("<f4").tobytes()
 
 

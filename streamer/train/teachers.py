@@ -133,6 +133,13 @@ def load_whisper_encoder() -> tuple[dict, np.ndarray]:
     return encoder_tensors(parse_ctranslate2(path.read_bytes(), str(path))), FeatureExtractor().mel_filters
 
 
+def at_stem_level(samples: np.ndarray) -> np.ndarray:
+    """(N,) float32 samples scaled to the RMS level `STEM_RMS` (what `WhisperStemTeacher` hears)."""
+    x = np.asarray(samples, dtype=np.float32)
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
+    return x * np.float32(STEM_RMS / max(rms, 1e-5))
+
+
 class WhisperStemTeacher:
     """Whisper tiny.en's conv stem output (384-d) plus the constant that stands in for its positions.
 
@@ -159,8 +166,7 @@ class WhisperStemTeacher:
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(samples, dtype=np.float32)
         need = target_frames(len(x), TEACHER_HOP)
-        rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
-        x = x * (STEM_RMS / max(rms, 1e-5))
+        x = at_stem_level(x)
         x = np.concatenate([x, np.zeros(2 * TEACHER_HOP, np.float32)])
         with self._torch.no_grad():
             out = self._stem(self._torch.from_numpy(x)[None])[0].numpy()

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from streamer.checkpoint import load_checkpoint  # noqa: E402
 from streamer.convert.whisper import WhisperEncoder  # noqa: E402
 from streamer.train.data import load_waveform, read_manifest  # noqa: E402
-from streamer.train.teachers import STEM_RMS, TEACHER_HOP, load_whisper_encoder  # noqa: E402
+from streamer.train.teachers import TEACHER_HOP, at_stem_level, load_whisper_encoder  # noqa: E402
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -66,7 +66,7 @@ def main() -> None:
             if n < 10:
                 continue
             used += 1
-            x = x * (STEM_RMS / max(float(np.sqrt(np.mean(np.square(x)))), 1e-5))
+            x = at_stem_level(x)
             xt = torch.from_numpy(x.astype(np.float32))[None]
             with torch.no_grad():
                 padded = torch.cat([xt, torch.zeros(1, 2 * TEACHER_HOP)], 1)
