@@ -285,6 +285,10 @@ def _hf_vocabulary(folder: Path, config: Mapping[str, Any]) -> Vocabulary:
 
 def _load_huggingface(folder: Path, config: Mapping[str, Any]) -> Checkpoint:
     architectures = config.get("architectures") or ["Wav2Vec2ForCTC"]
+    if not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures):
+        raise CheckpointError(
+            f"model: {folder / 'config.json'}: expected \"architectures\" to be a list of class names, "
+            f"found {architectures!r}")
     if "Wav2Vec2ForCTC" not in architectures:
         raise CheckpointError(
             f"model: {folder} holds {architectures}, which has no CTC head; fine-tune it first "

@@ -616,6 +616,20 @@ def test_hf_added_tokens_complete_the_head(hf_folder, tmp_path):
         load_checkpoint(bad)
 
 
+@pytest.mark.parametrize("architectures", [1.0, "Wav2Vec2ForCTC", [1], {"a": "Wav2Vec2ForCTC"}])
+def test_hf_architectures_not_a_list_of_names_is_refused(hf_folder, tmp_path, architectures):
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    for p in hf_folder.iterdir():
+        if p.name != "config.json":
+            os.symlink(p, folder / p.name)
+    config = json.loads((hf_folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "architectures": architectures}))
+    with pytest.raises(CheckpointError, match="list of class names") as err:
+        load_checkpoint(folder)
+    assert "\n" not in str(err.value)
+
+
 # --- exported programs: damaged, edited, or paired with another model ---------------------------------
 
 def _program_bytes(body: int = 3000, segments: int = 1000, seed: int = 0) -> bytes:

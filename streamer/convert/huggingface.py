@@ -73,8 +73,9 @@ _POS_CONV = "encoder.pos_conv_embed.conv."
 
 def is_huggingface_config(config: Mapping[str, Any]) -> bool:
     """True when a config.json looks like a Hugging Face wav2vec2 config."""
-    return config.get("model_type") == "wav2vec2" or any(
-        a in ENCODER_ARCHITECTURES for a in config.get("architectures") or ())
+    architectures = config.get("architectures")
+    return config.get("model_type") == "wav2vec2" or (isinstance(architectures, list) and any(
+        a in ENCODER_ARCHITECTURES for a in architectures if isinstance(a, str)))
 
 
 def encoder_config_from_hf(config: Mapping[str, Any]) -> EncoderConfig:
