@@ -8,7 +8,10 @@ For each manifest, mean per-frame cosine similarities:
   the stand-in constant), the target of ``--distill STORE:1:0:direct``;
 * **after the layers**: Whisper's layers (and final LayerNorm) on the student's features against the
   same layers on Whisper's own stem, both with the stand-in constant: what the front-end's error
-  becomes by the top of the transplanted stack.
+  becomes by the top of the transplanted stack;
+* **with positions**: Whisper's layers on the student's features plus Whisper's absolute positions
+  (the stand-in constant taken out) against Whisper's own final states: what the front-end's error
+  costs a stack that keeps its positions (an utterance, or a window, counted from its first frame).
 
     python tools/eval/whisper_student.py --model runs/student-frontend/last \\
         --manifest data/real/real-heldout.tsv data/corpus-s4/dev.tsv --limit 40
@@ -53,10 +56,10 @@ def main() -> None:
     # The student's frame t sees samples [320 t, 320 t + field): pad so it is centred on Whisper's frame t.
     field = student.config.receptive_field_samples
     left = -(-field // 2 // TEACHER_HOP) * TEACHER_HOP
-    print("| manifest | utterances | positions | front-end | after the layers |")
-    print("|---|---|---|---|---|")
+    print("| manifest | utterances | positions | front-end | after the layers | with positions |")
+    print("|---|---|---|---|---|---|")
     for manifest in args.manifest:
-        rows = {"positions": [], "front": [], "layers": []}
+        rows = {"positions": [], "front": [], "layers": [], "positioned": []}
         used = 0
         for u in read_manifest(manifest):
             if used == args.limit:
@@ -77,8 +80,9 @@ def main() -> None:
                 feat = student.feature_projection(student.feature_extractor(wave))[:, :n]
                 rows["front"].append(_cos(feat - stand_in, stem))
                 rows["layers"].append(_cos(whisper.layers(feat), whisper.layers(stem + stand_in)))
+                rows["positioned"].append(_cos(whisper.layers(feat - stand_in + whisper.stem.positions[:n]), true))
         means = {k: np.mean(v) if v else float("nan") for k, v in rows.items()}
-        print(f"| {manifest} | {used} | {means['positions']:.3f} | {means['front']:.3f} | {means['layers']:.3f} |")
+        print(f"| {manifest} | {used} | {means['positions']:.3f} | {means['front']:.3f} | {means['layers']:.3f} | {means['positioned']:.3f} |")
 
 
 if __name__ == "__main__":
