@@ -262,6 +262,28 @@ def test_target_store_round_trips_resumes_and_refuses_another_teacher(tmp_path):
         TargetWriter(tmp_path / "s", StoreMeta("other", "states", 4, 320))
 
 
+def test_teacher_targets_of_a_pack_are_what_training_reads_from_it(corpus, tmp_path):
+    """Targets written for a pack folder are keyed by the decoded samples, so training on the pack
+    finds every one of them (and finds none for the same utterances' original files)."""
+    from streamer.train.bank import load_source
+    from streamer.train.targets import TargetStore, audio_key
+    from streamer.train.data import load_waveform, read_manifest
+
+    sys.path.insert(0, str(REPO / "tools" / "data"))
+    import teacher_targets
+
+    pack_corpus(corpus, tmp_path / "pack")
+    assert teacher_targets.main(["--teacher", "whisper-stem", "--out", str(tmp_path / "t"), str(tmp_path / "pack")]) == 0
+    store = TargetStore(tmp_path / "t")
+    assert len(store) == len(SENTENCES)
+    bank, skipped = load_source([tmp_path / "pack"], english_characters(), torch.device("cpu"), stores=[store])
+    assert skipped == 0 and len(bank) == len(SENTENCES)
+    for i in range(len(bank)):
+        values, frames = bank.targets(np.array([i]), 0)
+        assert int(frames[0]) > 0
+    assert not any(audio_key(load_waveform(u.path)) in store for u in read_manifest(corpus))
+
+
 def test_audio_key_is_the_int16_content():
     from streamer.audio import to_int16
     from streamer.train.targets import audio_key

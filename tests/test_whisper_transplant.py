@@ -135,3 +135,24 @@ def test_the_torch_encoder_matches_the_packaged_whisper():
     assert stem.meta.dim == 384 and stem(x).shape == (-(-len(x) // 320), 384)
     # level-blind: the stem teacher scales each utterance to one RMS level first
     assert np.allclose(stem(x), stem(0.25 * x), atol=1e-3)
+
+
+def test_whisper_weights_file_gives_the_torch_teacher_without_the_packages(tmp_path):
+    """One float16 file carries the encoder to a machine without faster-whisper: the torch teacher
+    from it writes what the packaged CTranslate2 teacher writes (cosine > 0.99, the same frames)."""
+    from streamer.audio import load_audio
+    from streamer.train.teachers import load_teacher, save_whisper_encoder
+
+    size = save_whisper_encoder(tmp_path / "w.safetensors")
+    assert 10e6 < size < 25e6
+    x = load_audio(REPO / "examples" / "hello.wav")
+    reference = load_teacher("whisper-tiny.en")(x)
+    mine = load_teacher("whisper-tiny.en-torch", weights=tmp_path / "w.safetensors")(x)
+    assert mine.shape == reference.shape == (-(-len(x) // 320), 384)
+    cos = (mine * reference).sum(1) / np.linalg.norm(mine, axis=1) / np.linalg.norm(reference, axis=1)
+    assert cos.mean() > 0.99, cos.mean()
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ConfigError, match="save_whisper_encoder"):
+        load_teacher("whisper-tiny.en-torch", weights=tmp_path / "bad.safetensors")
+    with pytest.raises(ConfigError, match="whisper-tiny.en-torch"):
+        load_teacher("whisper-stem", device="cuda")

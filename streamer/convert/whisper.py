@@ -170,8 +170,16 @@ class WhisperEncoder(nn.Module):
     def __init__(self, tensors: Mapping[str, Tensor], mel_filters: np.ndarray, num_heads: int) -> None:
         super().__init__()
         self.stem = WhisperStem(tensors, mel_filters)
-        self.tensors = dict(tensors)
+        # buffers, so that .to(device) moves the layers' weights too
+        self._names = {k: "t_" + k.replace("/", "__") for k in tensors}
+        for k, name in self._names.items():
+            self.register_buffer(name, tensors[k], persistent=False)
         self.num_heads = num_heads
+
+    @property
+    def tensors(self) -> dict[str, Tensor]:
+        """The encoder tensors by their `encoder_tensors` names (on the module's device)."""
+        return {k: getattr(self, name) for k, name in self._names.items()}
 
     def forward(self, samples: Tensor, positions: bool = True) -> Tensor:
         """(B, N) → (B, T, 384) final states (``positions=False``: the stand-in constant instead)."""

