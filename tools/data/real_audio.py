@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rows, lengths, sources, totals = [], [], [], {}
     piece = int(args.max_seconds * SAMPLE_RATE)
-    for source, path in tqdm(files, desc="real audio", unit="file"):
+    for source, path in tqdm(files, desc="real audio", unit="file", mininterval=0.1 if sys.stderr.isatty() else 60):
         rel = Path("audio") / source / path.relative_to(path.anchor).with_suffix("")
         try:
             wave = None

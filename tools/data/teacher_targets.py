@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     audio_s = compute_s = 0.0
-    bar = tqdm(utterances, desc=args.teacher, unit="utt")
+    # in a log file (not a terminal), one progress line a minute instead of a redraw every 0.1 s
+    bar = tqdm(utterances, desc=args.teacher, unit="utt", mininterval=0.1 if sys.stderr.isatty() else 60)
     try:
         for name, read in bar:
             try:
