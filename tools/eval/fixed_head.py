@@ -95,24 +95,19 @@ class Student:
 
     def __init__(self, run: Path, target: int, meta) -> None:
         from streamer.train.config import TrainConfig
+        from streamer.train.step import DistillHeads
 
         self.model = load_checkpoint(run / "last").model.eval()
         saved = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
-        cfg = TrainConfig.from_dict(saved["config"])
-        t = cfg.distill.targets[target]
+        t = TrainConfig.from_dict(saved["config"]).distill.targets[target]
         self.layer = t.layer
+        # the run's head for this target, rebuilt as the only head of the training code's own module
+        heads = DistillHeads(self.model.config.hidden_size, [t], [meta])
         prefix = f"heads.{target}."
-        weights = {k[len(prefix):]: v for k, v in (saved.get("heads") or {}).items() if k.startswith(prefix)}
-        if t.direct:
-            self.head: nn.Module = nn.Identity()
-        elif t.head_hidden:
-            self.head = nn.Sequential(nn.Linear(self.model.config.hidden_size, t.head_hidden), nn.GELU(),
-                                      nn.Linear(t.head_hidden, meta.dim))
-        else:
-            self.head = nn.Linear(self.model.config.hidden_size, meta.dim)
+        heads.load_state_dict({"heads.0." + k[len(prefix):]: v for k, v in (saved.get("heads") or {}).items()
+                               if k.startswith(prefix)})
+        self.head = heads.heads[0].eval()
         self.posteriors = meta.kind == "log_posteriors"
-        self.head.load_state_dict(weights)
-        self.head.eval()
         self.name = f"{run.name} ({t.store}, layer {t.layer})"
 
     @torch.no_grad()
@@ -204,6 +199,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     vocab = load_checkpoint(args.model).vocab
     store = TargetStore(args.targets)
+    if args.blur and store.meta.kind != "log_posteriors":
+        p.error(f"--blur: expected a store of phone posteriors, {args.targets} holds {store.meta.kind}")
     start = time.process_time()
     if args.head:
         saved = torch.load(args.head, map_location="cpu")
@@ -218,8 +215,6 @@ def main() -> None:
         Path(args.head_out).parent.mkdir(parents=True, exist_ok=True)
         torch.save({"state": head.state_dict(), "probabilities": head.probabilities}, args.head_out)
         print(f"head: {(time.process_time() - start) / 60:.1f} CPU min, kept in {args.head_out}", file=sys.stderr)
-    if args.blur and store.meta.kind != "log_posteriors":
-        sys.exit(f"error: --blur needs a store of phone posteriors, {args.targets} holds {store.meta.kind}")
     students = [Student(Path(r), args.target, store.meta) for r in args.run]
     teacher: list = []
     print("| manifest | utterances | features | greedy WER | greedy CER |")
