@@ -55,13 +55,17 @@ class Encoder(nn.Module):
         """
         return self.forward_taps(x, bias)[0]
 
-    def forward_taps(self, x: Tensor, bias: Tensor | None = None, taps: tuple[int, ...] = ()) -> tuple[Tensor, list[Tensor]]:
+    def forward_taps(self, x: Tensor, bias: Tensor | None = None, taps: tuple[int, ...] = (),
+                     grad_scale: tuple[int, float] | None = None) -> tuple[Tensor, list[Tensor]]:
         """`forward`, also returning the hidden states after some layers.
 
         Args:
             x: Projected features (B, T, D); padded frames must already be zero.
             bias: Additive attention bias broadcastable to (B, H, T, T), or None.
             taps: Layer counts k in 1..num_layers: the (B, T, D) states after the first k layers.
+            grad_scale: (k, s): the gradient that flows from the layers above k into the first k
+                layers is multiplied by s (0 = stopped), the forward values unchanged; the tapped
+                states keep their whole gradient. None = no scaling.
 
         Returns:
             The encoder output and the tapped states, in the order of ``taps``.
@@ -76,6 +80,9 @@ class Encoder(nn.Module):
                 x, _, _ = layer(x, bias)
             if i + 1 in taps:
                 tapped[i + 1] = x
+            if grad_scale is not None and i + 1 == grad_scale[0]:
+                s = grad_scale[1]
+                x = x.detach() if s == 0 else x * s + x.detach() * (1.0 - s)
         return self.finish(x), [tapped[k] for k in taps]
 
 

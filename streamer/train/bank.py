@@ -16,7 +16,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol, Sequence, Union
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from streamer.constants import INT16_FULL_SCALE, SAMPLE_RATE
 from streamer.errors import ConfigError
 from streamer.grid import XLSR_GRID
 from streamer.train.data import Utterance, load_waveform, read_manifest
+from streamer.train.labels import LabelStore, is_label_store
 from streamer.train.targets import TargetStore, audio_key
 from streamer.vocab import Vocabulary
 
@@ -91,6 +92,43 @@ class TargetBank:
 
 
 @dataclass(frozen=True)
+class LabelBank:
+    """One teacher's label strings for every utterance of a bank (`streamer.train.labels`)."""
+
+    ids: Tensor
+    """(U, L) int64 label ids, zero-padded."""
+    frames: np.ndarray
+    """(U,) int64 labels per utterance (0 = none, or the store had none); named as `TargetBank`'s
+    so both say which rows have a target."""
+
+    def gather(self, idx: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Rows ``idx`` → (B, L) int64 label ids, zero-padded, and (B,) label counts."""
+        counts = self.frames[idx]
+        width = max(1, int(counts.max()) if len(counts) else 1)
+        device = self.ids.device
+        return self.ids[torch.from_numpy(np.asarray(idx)).to(device), :width], torch.from_numpy(counts).to(device)
+
+
+def label_bank(found: Sequence[np.ndarray | None]) -> LabelBank:
+    """Label strings (None = none) → a `LabelBank`."""
+    counts = np.array([0 if t is None else len(t) for t in found], dtype=np.int64)
+    ids = torch.zeros(len(found), max(1, int(counts.max(initial=0))), dtype=torch.long)
+    for i, t in enumerate(found):
+        if t is not None and len(t):
+            ids[i, : len(t)] = torch.from_numpy(t.astype(np.int64))
+    return LabelBank(ids, counts)
+
+
+#: A teacher's store as a training set reads it: frame targets or label strings.
+Store = Union[TargetStore, LabelStore]
+
+
+def open_store(folder: str | Path) -> Store:
+    """The frame-target store (`streamer.train.targets`) or label store (`streamer.train.labels`) in ``folder``."""
+    return LabelStore(folder) if is_label_store(folder) else TargetStore(folder)
+
+
+@dataclass(frozen=True)
 class AudioBank:
     """A training set held in memory: int16 samples of every utterance, padded labels, targets."""
 
@@ -106,12 +144,12 @@ class AudioBank:
     """(U,) int64 labels per utterance (0 = no transcript)."""
     texts: tuple[str, ...]
     """Normalized transcripts."""
-    teacher: tuple[TargetBank, ...] = ()
+    teacher: tuple[TargetBank | LabelBank, ...] = ()
     """Teacher targets, one bank per distillation target."""
 
     @classmethod
     def build(cls, samples: np.ndarray, starts: Sequence[int], lengths: Sequence[int], texts: Sequence[str],
-              vocab: Vocabulary, teacher: Sequence[TargetBank] = ()) -> "AudioBank":
+              vocab: Vocabulary, teacher: Sequence[TargetBank | LabelBank] = ()) -> "AudioBank":
         """Makes a bank from an int16 stream and utterance spans in it.
 
         Raises:
@@ -131,7 +169,7 @@ class AudioBank:
 
     @classmethod
     def from_waves(cls, waves: Sequence[np.ndarray], texts: Sequence[str], vocab: Vocabulary,
-                   stores: Sequence[TargetStore] = ()) -> "AudioBank":
+                   stores: Sequence[Store] = ()) -> "AudioBank":
         """Makes a bank from float waveforms (16 kHz), concatenated without gaps, with the targets
         each store holds for them (looked up by `streamer.train.targets.audio_key`)."""
         ints = [to_int16(w) for w in waves]
@@ -154,14 +192,17 @@ class AudioBank:
         return dataclasses.replace(
             self, samples=self.samples.to(device), starts=self.starts.to(device), lengths=self.lengths.to(device),
             labels=self.labels.to(device),
-            teacher=tuple(dataclasses.replace(t, values=t.values.to(device)) for t in self.teacher))
+            teacher=tuple(dataclasses.replace(t, ids=t.ids.to(device)) if isinstance(t, LabelBank)
+                          else dataclasses.replace(t, values=t.values.to(device)) for t in self.teacher))
 
     def head(self, count: int) -> "AudioBank":
         """The first ``count`` utterances."""
         return dataclasses.replace(
             self, starts=self.starts[:count], lengths=self.lengths[:count], labels=self.labels[:count],
             label_lengths=self.label_lengths[:count], texts=self.texts[:count],
-            teacher=tuple(dataclasses.replace(t, starts=t.starts[:count], frames=t.frames[:count]) for t in self.teacher))
+            teacher=tuple(dataclasses.replace(t, ids=t.ids[:count], frames=t.frames[:count]) if isinstance(t, LabelBank)
+                          else dataclasses.replace(t, starts=t.starts[:count], frames=t.frames[:count])
+                          for t in self.teacher))
 
     def take(self, idx: Tensor, width: int, lead: Tensor | None = None) -> Tensor:
         """Gathers utterances into a zero-padded float batch, on the bank's device.
@@ -187,8 +228,10 @@ class AudioBank:
         return self.teacher[k].gather(np.asarray(idx))
 
 
-def target_bank(store: TargetStore, keys: Sequence[str]) -> TargetBank:
+def target_bank(store: Store, keys: Sequence[str]) -> TargetBank | LabelBank:
     """The targets ``store`` holds for utterances with content hashes ``keys``, back to back."""
+    if isinstance(store, LabelStore):
+        return label_bank([store.get(k) for k in keys])
     found = [store.get(k) for k in keys]
     frames = np.array([0 if t is None else len(t) for t in found], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(frames)[:-1]]).astype(np.int64) if len(frames) else frames
@@ -208,7 +251,7 @@ class FileBank:
     """
 
     def __init__(self, utterances: Sequence[Utterance], vocab: Vocabulary, device: torch.device,
-                 stores: Sequence[TargetStore] = ()) -> None:
+                 stores: Sequence[Store] = ()) -> None:
         self.utterances = list(utterances)
         self.device = device
         self.stores = list(stores)
@@ -242,6 +285,9 @@ class FileBank:
             if wave is None:
                 wave = load_waveform(self.utterances[i].path)
             found.append(self.stores[k].get(audio_key(wave)))
+        if isinstance(self.stores[k], LabelStore):
+            bank = label_bank(found)
+            return bank.ids.to(self.device), torch.from_numpy(bank.frames).to(self.device)
         frames = np.array([0 if t is None else len(t) for t in found], dtype=np.int64)
         out = np.zeros((len(found), max(1, int(frames.max(initial=0))), self.stores[k].meta.dim), np.float32)
         for r, t in enumerate(found):
@@ -327,7 +373,7 @@ def usable(utterances: Sequence[Utterance], vocab: Vocabulary, max_seconds: floa
 
 
 def load_source(sources: Sequence[str | Path], vocab: Vocabulary, device: torch.device, *, in_memory: bool = True,
-                max_seconds: float = math.inf, stores: Sequence[TargetStore] = ()) -> tuple[Source, int]:
+                max_seconds: float = math.inf, stores: Sequence[Store] = ()) -> tuple[Source, int]:
     """Reads manifests and packed corpus folders (`streamer.train.pack`) into one batch source.
 
     Args:

@@ -37,25 +37,36 @@ _CHUNK = DynamicChunkConfig()
 _DISTILL = {f.name: f.default for f in dataclasses.fields(DistillConfig) if f.default is not dataclasses.MISSING}
 
 
+#: Modifiers of a ``--distill`` HEAD (joined to it with ``+``).
+HEAD_MODIFIERS = ("norm", "fixed")
+
+
 def _distill_target(text: str) -> DistillTarget:
     """``STORE[:WEIGHT[:LAYER[:HEAD]]]`` → a `DistillTarget`.
 
     LAYER: a transformer layer count, 0 (the projected conv features) or ``final``; HEAD: ``linear``
-    (default), a hidden width for a two-layer head, or ``direct`` (no head).
+    (default), a hidden width for a two-layer head, ``direct`` (no head) or ``shareK`` (the head of
+    the K-th ``--distill``, counted from 0), with ``+norm`` (a LayerNorm first) and ``+fixed`` (the
+    weight does not decay) added as wanted: ``linear+norm+fixed``.
     """
     parts = text.split(":")
-    usage = f"expected STORE[:WEIGHT[:LAYER[:HEAD]]] (HEAD: linear, direct or a width), found {text!r}"
+    usage = (f"expected STORE[:WEIGHT[:LAYER[:HEAD]]] (HEAD: linear, direct, a width or shareK, with +norm or "
+             f"+fixed), found {text!r}")
     if len(parts) > 4:
         raise argparse.ArgumentTypeError(usage)
-    head = parts[3] if len(parts) > 3 and parts[3] else "linear"
+    head, *mods = (parts[3] if len(parts) > 3 and parts[3] else "linear").split("+")
+    if any(m not in HEAD_MODIFIERS for m in mods):
+        raise argparse.ArgumentTypeError(usage)
     try:
         weight = float(parts[1]) if len(parts) > 1 and parts[1] else 1.0
         layer = int(parts[2]) if len(parts) > 2 and parts[2] not in ("", "final") else None
-        hidden = 0 if head in ("linear", "direct") else int(head)
+        share = int(head[5:]) if head.startswith("share") else None
+        hidden = 0 if head in ("linear", "direct") or share is not None else int(head)
     except ValueError:
         raise argparse.ArgumentTypeError(usage) from None
     try:
-        return DistillTarget(parts[0], weight, layer, head_hidden=hidden, direct=head == "direct")
+        return DistillTarget(parts[0], weight, layer, head_hidden=hidden, direct=head == "direct",
+                             head_norm="norm" in mods, share_head=share, decays="fixed" not in mods)
     except ConfigError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -102,9 +113,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clean-steps", type=int, default=_D["clean_steps"],
                    help="first steps without augmentation, masks or chunked attention (default: %(default)s)")
     p.add_argument("--distill", action="append", type=_distill_target, metavar="STORE[:WEIGHT[:LAYER[:HEAD]]]",
-                   help="learn a teacher's stored targets (tools/data/teacher_targets.py) through a small head on the "
+                   help="learn a teacher's stored targets (frame targets from tools/data/teacher_targets.py: KL or "
+                        "L1+cosine; label strings from tools/data/teacher_labels.py: CTC) through a small head on the "
                         "final encoder output, after LAYER transformer layers, or on the projected conv features "
-                        "(LAYER 0); HEAD: linear (default), a hidden width, or direct (no head); repeat for several teachers")
+                        "(LAYER 0); HEAD: linear (default), a hidden width, direct (no head) or shareK (the head of the "
+                        "K-th --distill, from 0), with +norm (LayerNorm first) and +fixed (weight not decayed); "
+                        "repeat for several teachers")
+    p.add_argument("--ctc-grad-layer", type=int, metavar="K",
+                   help="with --distill: scale the character CTC's gradient into transformer layers 1..K by "
+                        "--ctc-grad-scale, so they learn from the teachers (default: not scaled)")
+    p.add_argument("--ctc-grad-scale", type=float, default=_DISTILL["ctc_grad_scale"],
+                   help="factor on that gradient: 0 stops it, 0.1 lets a little through (default: %(default)s)")
     p.add_argument("--ctc-weight", type=float, default=_DISTILL["ctc_weight"], help="CTC loss weight with --distill (default: %(default)s)")
     p.add_argument("--distill-decay-steps", type=int, default=_DISTILL["decay_steps"],
                    help="steps over which the distillation weights fall to --distill-final-ratio (default: %(default)s = constant)")
@@ -127,7 +146,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     distill = None
     if args.distill:
         distill = DistillConfig(tuple(args.distill), ctc_weight=args.ctc_weight, decay_steps=args.distill_decay_steps,
-                                final_ratio=args.distill_final_ratio, heldout=tuple(args.distill_heldout))
+                                final_ratio=args.distill_final_ratio, heldout=tuple(args.distill_heldout),
+                                ctc_grad_layer=args.ctc_grad_layer, ctc_grad_scale=args.ctc_grad_scale)
+    elif args.ctc_grad_layer is not None:
+        raise ConfigError("--ctc-grad-layer: expected --distill beside it (the layers below it learn from the teachers)")
     return TrainConfig(
         train_manifests=tuple(args.train), dev_manifest=args.dev, out_dir=args.out, preset=args.preset,
         init_from=args.init_from, transplant=args.transplant, vocab_path=args.vocab, language=args.language, causal_pos_conv=not args.centred_pos_conv,

@@ -42,8 +42,18 @@ class DistillTarget:
     direct: bool = False
     """No head: the student's states themselves are compared with the targets (widths must match),
     e.g. a front-end taught to produce what transplanted teacher layers expect."""
+    head_norm: bool = False
+    """A LayerNorm before the head (for a tapped layer of a pre-LN model, whose states are the
+    un-normalized residual stream)."""
+    share_head: int | None = None
+    """Index of an earlier target whose head (same layer, same classes) this one uses too: hama's
+    frame KL and its CTC labels through one phone head, say."""
+    decays: bool = True
+    """Whether `DistillConfig.decay_steps` lowers this target's weight (False: constant)."""
 
     def __post_init__(self) -> None:
+        if self.share_head is not None and self.share_head < 0:
+            raise ConfigError(f"distill target share_head: expected an earlier target's index >= 0, found {self.share_head}")
         if not self.weight >= 0:
             raise ConfigError(f"distill target weight: expected >= 0, found {self.weight}")
         if self.layer is not None and self.layer < 0:
@@ -68,12 +78,27 @@ class DistillConfig:
     heldout: tuple[str, ...] = ()
     """Manifests of audio not trained on (real speech, say) where the teacher gap (`teacher_gap`) is
     measured at each evaluation, beside the dev set."""
+    ctc_grad_layer: int | None = None
+    """Transformer layer count k below which the CTC loss's gradient is scaled by `ctc_grad_scale`
+    (None = not scaled): layers 1..k then learn from the teachers alone (0) or mostly (a small
+    scale), while the layers above k learn to spell from them."""
+    ctc_grad_scale: float = 1.0
+    """Factor on the CTC gradient that reaches layers 1..`ctc_grad_layer` (0 = none reaches them)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(self.targets))
         object.__setattr__(self, "heldout", tuple(self.heldout))
         if not self.targets:
             raise ConfigError("distill: expected at least one target store, found none")
+        for i, t in enumerate(self.targets):
+            if t.share_head is not None and (t.share_head >= i or self.targets[t.share_head].layer != t.layer
+                                             or self.targets[t.share_head].share_head is not None):
+                raise ConfigError(f"distill target {i} ({t.store}): share_head expected an earlier target with its "
+                                  f"own head on the same layer, found {t.share_head}")
+        if self.ctc_grad_layer is not None and self.ctc_grad_layer < 1:
+            raise ConfigError(f"distill ctc_grad_layer: expected a layer count >= 1 or None, found {self.ctc_grad_layer}")
+        if not 0 <= self.ctc_grad_scale <= 1:
+            raise ConfigError(f"distill ctc_grad_scale: expected 0 to 1, found {self.ctc_grad_scale}")
         if not self.ctc_weight >= 0:
             raise ConfigError(f"distill ctc_weight: expected >= 0, found {self.ctc_weight}")
         if self.decay_steps < 0 or not 0 <= self.final_ratio <= 1:
@@ -81,7 +106,7 @@ class DistillConfig:
                               f"{self.decay_steps} and {self.final_ratio}")
 
     def scale(self, step: int) -> float:
-        """Factor on the distillation weights at an optimizer step."""
+        """Factor on the (decaying) distillation weights at an optimizer step."""
         if self.decay_steps == 0:
             return 1.0
         done = min(1.0, step / self.decay_steps)
@@ -175,8 +200,8 @@ class TrainConfig:
     compile: bool = False
     """Compile forward + loss with `torch.compile` (one graph per bucket)."""
     reread_manifests: bool = False
-    """Re-read the training manifests at each new epoch, so a corpus still being synthesized is used
-    as it grows."""
+    """Re-read the training manifests (and the teacher stores) at each new epoch, so a corpus still
+    being synthesized or labelled is used as it grows."""
     sorted_first_epoch: bool = True
     """First epoch from the shortest bucket to the longest."""
     clean_steps: int = 0

@@ -40,11 +40,11 @@ from streamer.model.config import PRESETS, EncoderConfig
 from streamer.model.masks import ChunkAttention
 from streamer.model.model import Wav2Vec2CTC, count_parameters
 from streamer.text import normalize_text
-from streamer.train.bank import AudioBank, load_source
+from streamer.train.bank import AudioBank, load_source, open_store
 from streamer.train.config import EvalResult, TrainConfig, TrainSummary
 from streamer.train.data import length_batches, read_manifest
+from streamer.train.labels import LabelStore
 from streamer.train.step import TrainStep, teacher_gap
-from streamer.train.targets import TargetStore
 from streamer.vocab import (
     Vocabulary,
     english_characters,
@@ -140,7 +140,8 @@ def build_model(cfg: TrainConfig, vocab: Vocabulary) -> Wav2Vec2CTC:
 @torch.no_grad()
 def evaluate_bank(model: Wav2Vec2CTC, bank: AudioBank, vocab: Vocabulary, chunk: ChunkAttention | None = None,
                   batch_seconds: float = 120.0) -> tuple[float, float]:
-    """Greedy (WER, CER) of a model on a bank (no augmentation; batches padded to their longest).
+    """Greedy (WER, CER) of a model on a bank's transcribed utterances (no augmentation; batches
+    padded to their longest).
 
     Per-character scripts: a word delimiter the model emits is no space in the scored text (CER).
     """
@@ -153,6 +154,8 @@ def evaluate_bank(model: Wav2Vec2CTC, bank: AudioBank, vocab: Vocabulary, chunk:
         wave = bank.take(rows, max(lengths[i] for i in idx))
         logits, flen = model(wave, bank.lengths[rows], chunk=chunk)
         for row, n, i in zip(logits.float().cpu(), flen.cpu(), idx):
+            if not bank.texts[i]:  # untranscribed audio (real speech with teacher labels only)
+                continue
             hyp = greedy_text(row[: int(n)], vocab)
             pairs.append((bank.texts[i], normalize_text(hyp, vocab) if vocab.per_character else hyp))
     model.train(was_training)
@@ -272,11 +275,13 @@ def train(cfg: TrainConfig, show_progress: bool = True, log: Callable[[str], Non
         for p in model.feature_extractor.parameters():
             p.requires_grad = False
     model.to(device)
-    stores = [TargetStore(t.store) for t in cfg.distill.targets] if cfg.distill is not None else []
+    stores = [open_store(t.store) for t in cfg.distill.targets] if cfg.distill is not None else []
 
     def read_train_set() -> tuple[Any, int]:
+        # a re-read takes the stores anew too: labels written while the run goes on are learned
+        fresh = [open_store(t.store) for t in cfg.distill.targets] if cfg.reread_manifests and cfg.distill else stores
         source, skipped = load_source(cfg.train_manifests, vocab, device, in_memory=cfg.in_memory,
-                                      max_seconds=min(cfg.max_utterance_seconds, cfg.max_batch_seconds), stores=stores)
+                                      max_seconds=min(cfg.max_utterance_seconds, cfg.max_batch_seconds), stores=fresh)
         if len(source) == 0:
             raise ConfigError(f"training set: no usable utterance ({skipped} skipped: too long, empty text, "
                               "or too many labels for their frames)")
@@ -296,6 +301,9 @@ def train(cfg: TrainConfig, show_progress: bool = True, log: Callable[[str], Non
         model.load_state_dict(saved["model"])
         state.update(saved["state"])
     metas = [s.meta for s in stores]
+    # word boundaries and other markers stay out of a label store's token error rate
+    ignore = [[i for i, t in enumerate(s.tokens) if t.startswith("<")] if isinstance(s, LabelStore) else []
+              for s in stores]
     step = TrainStep(model, source, cfg, device, vocab.blank_id, metas, seed=cfg.seed * 7919 + state["step"])
     if saved is not None:
         if step.heads is not None and saved.get("heads"):
@@ -338,18 +346,23 @@ def train(cfg: TrainConfig, show_progress: bool = True, log: Callable[[str], Non
         state["history"].append(dataclasses.asdict(res))
         gaps: dict[str, list[float]] = {}
         if step.heads is not None:  # the mimicry gap: the teachers' losses on audio not trained on
-            gaps = {name: teacher_gap(model, step.heads, bank)
+            gaps = {name: teacher_gap(model, step.heads, bank, ignore=ignore)
                     for name, bank in [("dev", dev), *heldout.items()] if len(bank)}
+        # the character output on held-out audio that has a (teacher's) transcript
+        rates = {name: evaluate_bank(model, bank, vocab) for name, bank in heldout.items()
+                 if isinstance(bank, AudioBank) and any(bank.texts)}
         key = "cer" if vocab.per_character else "wer"  # words are characters there: score per character
         if state["best"] is None or getattr(res, key) < state["best"][key]:
             state["best"] = dataclasses.asdict(res)
             save_checkpoint(out / "best", model, vocab, {"training": cfg.to_dict(), "step": state["step"],
                                                          "dev": dataclasses.asdict(res)})
         with open(out / "log.jsonl", "a") as f:
-            f.write(json.dumps({"eval": dataclasses.asdict(res), "teacher_gap": gaps, "time": time.time()}) + "\n")
+            f.write(json.dumps({"eval": dataclasses.asdict(res), "teacher_gap": gaps, "heldout_rates": rates,
+                                "time": time.time()}) + "\n")
         log(f"step {res.step}: dev WER {res.wer:.3f} CER {res.cer:.3f}"
             + (f" chunked WER {res.wer_chunked:.3f}" if res.wer_chunked is not None else "")
-            + "".join(f"; teacher gap on {name}: " + " ".join(f"{g:.3f}" for g in values) for name, values in gaps.items()))
+            + "".join(f"; teacher gap on {name}: " + " ".join(f"{g:.3f}" for g in values) for name, values in gaps.items())
+            + "".join(f"; {name} WER {w:.3f} CER {c:.3f}" for name, (w, c) in rates.items()))
         return res
 
     budget_s = None if cfg.time_budget_minutes is None else cfg.time_budget_minutes * 60.0
@@ -404,8 +417,8 @@ def train(cfg: TrainConfig, show_progress: bool = True, log: Callable[[str], Non
                     grown, skipped = read_train_set()
                     if len(grown) != len(source):
                         log(f"epoch {state['epoch']}: training set {len(source)} -> {len(grown)} utterances")
-                        source = grown
-                        step.use(source)
+                    source = grown  # its teacher targets may have grown too
+                    step.use(source)
     except KeyboardInterrupt:
         stop["now"] = stop["signal"] = True
     finally:

@@ -58,7 +58,7 @@ def param_groups(modules: Sequence[nn.Module], weight_decay: float) -> list[dict
 
 def masked_forward(model: Wav2Vec2CTC, waveform: Tensor, lengths: Tensor, allowed: Tensor,
                    time_mask: Tensor | None = None, channel_mask: Tensor | None = None,
-                   taps: tuple[int, ...] = (), encode: bool = True
+                   taps: tuple[int, ...] = (), encode: bool = True, grad_scale: tuple[int, float] | None = None
                    ) -> tuple[Tensor | None, Tensor, Tensor | None, list[Tensor]]:
     """`Wav2Vec2CTC.forward` with the attention mask given as a tensor instead of a `ChunkAttention`.
 
@@ -76,6 +76,8 @@ def masked_forward(model: Wav2Vec2CTC, waveform: Tensor, lengths: Tensor, allowe
             projected conv features, before masking.
         encode: Run the transformer and the CTC head (False: only the front-end, for targets at tap 0;
             logits and encoder output are then None).
+        grad_scale: (k, s): the gradient from above layer k into layers 1..k scaled by s
+            (`Encoder.forward_taps`), or None.
 
     Returns:
         Logits (B, T, V), (B,) valid frames, the (B, T, D) encoder output and the tapped states.
@@ -94,7 +96,7 @@ def masked_forward(model: Wav2Vec2CTC, waveform: Tensor, lengths: Tensor, allowe
     hidden = hidden * valid[..., None].to(hidden.dtype)
     bias = additive_bias(valid[:, None, None, :] & allowed[None, None], hidden.dtype)
     deep = tuple(k for k in taps if k > 0)
-    encoded, tapped = model.encoder.forward_taps(hidden, bias, deep)
+    encoded, tapped = model.encoder.forward_taps(hidden, bias, deep, grad_scale)
     by_layer = {0: features, **dict(zip(deep, tapped))}
     return model.ctc_head(model.final_dropout(encoded)), frame_lengths, encoded, [by_layer[k] for k in taps]
 
@@ -151,6 +153,23 @@ def l1_cosine_to_teacher(predicted: Tensor, states: Tensor, mask: Tensor) -> Ten
     return (per_frame * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def ctc_to_labels(logits: Tensor, frame_lengths: Tensor, labels: Tensor, counts: Tensor, blank: int) -> Tensor:
+    """Mean per-utterance CTC loss to a teacher's label strings, each divided by its label count,
+    over the rows that have labels.
+
+    Args:
+        logits: (B, T, C) the student head's output.
+        frame_lengths: (B,) valid frames.
+        labels: (B, L) label ids, zero-padded.
+        counts: (B,) labels per row (0 = none: the row is left out).
+        blank: Blank id (the head's last class).
+    """
+    log_probs = logits.float().log_softmax(-1).transpose(0, 1)
+    per_row = F.ctc_loss(log_probs, labels, frame_lengths, counts, blank=blank, reduction="none", zero_infinity=True)
+    has = (counts > 0).float()
+    return (per_row / counts.clamp(min=1) * has).sum() / has.sum().clamp(min=1.0)
+
+
 class DistillHeads(nn.Module):
     """Small heads that predict each teacher's targets from student states (training only).
 
@@ -165,15 +184,22 @@ class DistillHeads(nn.Module):
         self.targets, self.metas = list(targets), list(metas)
         heads: list[nn.Module] = []
         for t, m in zip(targets, metas):
+            if t.share_head is not None:
+                if metas[t.share_head].dim != m.dim:
+                    raise ConfigError(f"distill target {t.store}: shares the head of {targets[t.share_head].store}, "
+                                      f"expected {m.dim} classes there, found {metas[t.share_head].dim}")
+                heads.append(nn.Identity())  # placeholder: `head` returns the shared head
+                continue
             if t.direct:
                 if m.dim != hidden_size:
                     raise ConfigError(f"distill target {t.store}: a direct target needs the student's width "
                                       f"{hidden_size}, found targets {m.dim} wide")
-                heads.append(nn.Identity())
+                head: nn.Module = nn.Identity()
             elif t.head_hidden:
-                heads.append(nn.Sequential(nn.Linear(hidden_size, t.head_hidden), nn.GELU(), nn.Linear(t.head_hidden, m.dim)))
+                head = nn.Sequential(nn.Linear(hidden_size, t.head_hidden), nn.GELU(), nn.Linear(t.head_hidden, m.dim))
             else:
-                heads.append(nn.Linear(hidden_size, m.dim))
+                head = nn.Linear(hidden_size, m.dim)
+            heads.append(nn.Sequential(nn.LayerNorm(hidden_size), head) if t.head_norm else head)
         self.heads = nn.ModuleList(heads)
 
     @property
@@ -181,45 +207,76 @@ class DistillHeads(nn.Module):
         """The student layers the heads read (besides the final output)."""
         return tuple(sorted({t.layer for t in self.targets if t.layer is not None}))
 
-    def losses(self, encoded: Tensor, tapped: Sequence[Tensor], aligned: Sequence[tuple[Tensor, Tensor]]) -> list[Tensor]:
+    def head(self, k: int) -> nn.Module:
+        """The head of target ``k`` (its own, or the one it shares)."""
+        shared = self.targets[k].share_head
+        return self.heads[k if shared is None else shared]
+
+    def predictions(self, encoded: Tensor, tapped: Sequence[Tensor]) -> list[Tensor]:
+        """Each target's (B, T, C) prediction, computed once per head.
+
+        Args:
+            encoded: (B, T, D) final encoder output.
+            tapped: States at `taps`, in that order.
+        """
+        by_layer = dict(zip(self.taps, tapped))
+        out: list[Tensor] = []
+        for k, t in enumerate(self.targets):
+            if t.share_head is not None:
+                out.append(out[t.share_head])
+            else:
+                out.append(self.heads[k](encoded if t.layer is None else by_layer[t.layer]))
+        return out
+
+    def losses(self, encoded: Tensor, tapped: Sequence[Tensor], aligned: Sequence[tuple[Tensor, Tensor]],
+               frame_lengths: Tensor) -> list[Tensor]:
         """One loss per target.
 
         Args:
             encoded: (B, T, D) final encoder output.
             tapped: States at `taps`, in that order.
             aligned: Per target, the (B, T, C) targets on the student's frames and the (B, T) float
-                mask of frames that have one.
+                mask of frames that have one; for a label store, the (B, L) label ids and (B,) counts.
+            frame_lengths: (B,) valid student frames (on the device).
         """
-        by_layer = dict(zip(self.taps, tapped))
         out = []
-        for head, t, m, (values, mask) in zip(self.heads, self.targets, self.metas, aligned):
-            x = encoded if t.layer is None else by_layer[t.layer]
-            pred = head(x)
-            out.append(kl_to_teacher(pred, values, mask) if m.kind == "log_posteriors"
-                       else l1_cosine_to_teacher(pred, values, mask))
+        for pred, m, (values, mask) in zip(self.predictions(encoded, tapped), self.metas, aligned):
+            if m.kind == "labels":
+                out.append(ctc_to_labels(pred, frame_lengths, values, mask, m.dim - 1))
+            elif m.kind == "log_posteriors":
+                out.append(kl_to_teacher(pred, values, mask))
+            else:
+                out.append(l1_cosine_to_teacher(pred, values, mask))
         return out
 
 
 @torch.no_grad()
-def teacher_gap(model: Wav2Vec2CTC, heads: DistillHeads, bank: Any, batch_seconds: float = 60.0) -> list[float]:
-    """Each teacher's loss (KL, or L1 + cosine distance) on a bank's utterances that have its targets:
-    how closely the student mimics the teacher there (full attention, no augmentation).
+def teacher_gap(model: Wav2Vec2CTC, heads: DistillHeads, bank: Any, batch_seconds: float = 60.0,
+                ignore: Sequence[Sequence[int]] = ()) -> list[float]:
+    """How closely the student follows each teacher on a bank's utterances that have its targets
+    (full attention, no augmentation): the KL or L1 + cosine distance of frame targets, and for a
+    label store the token error rate of the head's greedy string against the teacher's
+    (`streamer.train.labels.token_error_rate`).
 
     Args:
         model: The student (switched to eval mode for the call).
         heads: The run's prediction heads.
         bank: A `streamer.train.bank.AudioBank` with teacher targets.
         batch_seconds: Padded audio per batch.
+        ignore: Per target, label ids left out of the token error rate (word boundaries, say).
 
     Returns:
-        One mean loss per target, over the frames that have one (NaN where none has).
+        One number per target (NaN where no utterance has one).
     """
+    from streamer.train.labels import collapse_ctc, token_error_rate
+
     was_training = model.training
     model.eval()
     heads.eval()
     lengths = bank.lengths.tolist()
     sums = [0.0] * len(heads.targets)
     frames = [0.0] * len(heads.targets)
+    pairs: list[list[tuple[list[int], list[int]]]] = [[] for _ in heads.targets]
     cfg = model.config
     for idx in length_batches([n / SAMPLE_RATE for n in lengths], batch_seconds, rng=None):
         rows = np.asarray(idx)
@@ -231,15 +288,27 @@ def teacher_gap(model: Wav2Vec2CTC, heads: DistillHeads, bank: Any, batch_second
                                                   taps=heads.taps)
         centre = frame_centres(cfg, t, wave.device)
         ones, zeros = torch.ones(len(idx), device=wave.device), torch.zeros(len(idx), dtype=torch.long, device=wave.device)
-        aligned = [align_targets(*bank.targets(rows, k), centre, ones, zeros, meta.hop, flen)
+        aligned = [bank.targets(rows, k) if meta.kind == "labels"
+                   else align_targets(*bank.targets(rows, k), centre, ones, zeros, meta.hop, flen)
                    for k, meta in enumerate(heads.metas)]
-        for k, loss in enumerate(heads.losses(encoded, tapped, aligned)):
+        preds = heads.predictions(encoded, tapped)
+        for k, loss in enumerate(heads.losses(encoded, tapped, aligned, flen)):
+            if heads.metas[k].kind == "labels":
+                ids, counts = aligned[k]
+                best = preds[k].argmax(-1).cpu()
+                for r in range(len(idx)):
+                    if int(counts[r]):
+                        hyp = collapse_ctc(best[r, : int(flen[r])].tolist(), heads.metas[k].dim - 1)
+                        pairs[k].append((ids[r, : int(counts[r])].tolist(), hyp))
+                continue
             count = float(aligned[k][1].sum())
             sums[k] += float(loss) * count
             frames[k] += count
     model.train(was_training)
     heads.train(was_training)
-    return [s / f if f else float("nan") for s, f in zip(sums, frames)]
+    return [(token_error_rate(pairs[k], ignore[k] if k < len(ignore) else ()) if pairs[k] else float("nan"))
+            if m.kind == "labels" else (s / f if f else float("nan"))
+            for k, (m, s, f) in enumerate(zip(heads.metas, sums, frames))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,7 +340,8 @@ class StepBatch:
     has_text: Tensor
     """(B,) float, 1 on rows with a transcript (device)."""
     teacher: tuple[tuple[Tensor, Tensor], ...] = ()
-    """Per distillation target: (B, T, C) targets on the student's frames and the (B, T) mask."""
+    """Per distillation target: (B, T, C) targets on the student's frames and the (B, T) mask; for a
+    label store, (B, L) label ids and (B,) counts."""
 
 
 def frame_centres(config: Any, frames: int, device: torch.device) -> Tensor:
@@ -337,6 +407,9 @@ class TrainStep:
         self.heads = (DistillHeads(model.config.hidden_size, cfg.distill.targets, metas).to(device)
                       if cfg.distill is not None else None)
         self.metas = list(metas)
+        d = cfg.distill
+        self.grad_scale = (None if d is None or d.ctc_grad_layer is None
+                           else (d.ctc_grad_layer, d.ctc_grad_scale))
         # Only the front-end learns when nothing reads past it (CTC off, every target at tap 0).
         self.encode = not (cfg.distill is not None and cfg.distill.ctc_weight == 0
                            and all(t.layer == 0 for t in cfg.distill.targets))
@@ -425,8 +498,10 @@ class TrainStep:
                 scale[speed.rows] = speed.p / speed.q
             scale_d = torch.from_numpy(scale).to(self.device)
             centre = frame_centres(model.config, frames, self.device)
+            # labels are invariant to speed and silence: only frame targets follow the time map
             teacher = tuple(
-                align_targets(*self.source.targets(rows, k), centre, scale_d, lead_d, meta.hop, flen)
+                self.source.targets(rows, k) if meta.kind == "labels"
+                else align_targets(*self.source.targets(rows, k), centre, scale_d, lead_d, meta.hop, flen)
                 for k, meta in enumerate(self.metas))
         label_lengths = torch.from_numpy(self.label_lengths_np[rows])
         host_frames = torch.tensor([model.config.num_frames(n) for n in after.tolist()], dtype=torch.long)
@@ -441,19 +516,20 @@ class TrainStep:
             taps = self.heads.taps if self.heads is not None else ()
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
                 logits, _, encoded, tapped = self.forward(self.model, b.waveform, b.lengths, b.allowed, b.time_mask,
-                                                          b.channel_mask, taps, self.encode)
+                                                          b.channel_mask, taps, self.encode, self.grad_scale)
                 if logits is None:
                     parts = [torch.zeros((), device=self.device)]
                 else:
                     parts = [ctc_loss(logits, b.frame_lengths, b.labels, b.label_lengths, self.blank,
                                       None if self.heads is None else b.has_text)]
                 if self.heads is not None:
-                    parts += self.heads.losses(encoded, tapped, b.teacher)
+                    parts += self.heads.losses(encoded, tapped, b.teacher, b.frame_lengths)
             if self.heads is None:
                 loss = parts[0]
             else:
                 d = cfg.distill
-                loss = d.ctc_weight * parts[0] + sum(t.weight * distill_scale * p for t, p in zip(d.targets, parts[1:]))
+                loss = d.ctc_weight * parts[0] + sum(t.weight * (distill_scale if t.decays else 1.0) * p
+                                                     for t, p in zip(d.targets, parts[1:]))
         with record_function("backward"):
             (loss / cfg.grad_accum).backward()
         self.loss_sum += torch.stack([loss.detach().float()] + [p.detach().float() for p in parts])

@@ -37,6 +37,10 @@ from streamer.files import atomic_files, write_atomic
 SHARD_ROWS = 50_000
 
 
+#: What a store can hold (`StoreMeta.kind`).
+STORE_KINDS = ("log_posteriors", "states", "labels")
+
+
 def audio_key(samples: np.ndarray) -> str:
     """The content hash of an utterance.
 
@@ -63,15 +67,16 @@ class StoreMeta:
     teacher: str
     """Teacher name (``hama``, ``whisper-tiny.en``)."""
     kind: str
-    """``log_posteriors`` (log-probabilities over ``dim`` classes) or ``states`` (hidden states)."""
+    """``log_posteriors`` (log-probabilities over ``dim`` classes), ``states`` (hidden states) or
+    ``labels`` (token strings over ``dim`` classes, blank last; `streamer.train.labels`)."""
     dim: int
-    """Values per frame C."""
+    """Values per frame C (for labels: the classes of a CTC head, blank included)."""
     hop: int
     """Samples between frames at 16 kHz."""
 
     def __post_init__(self) -> None:
-        if self.kind not in ("log_posteriors", "states"):
-            raise ConfigError(f"target store kind: expected log_posteriors or states, found {self.kind!r}")
+        if self.kind not in STORE_KINDS:
+            raise ConfigError(f"target store kind: expected one of {', '.join(STORE_KINDS)}, found {self.kind!r}")
         if self.dim < 1 or self.hop < 1:
             raise ConfigError(f"target store: expected dim and hop >= 1, found {self.dim} and {self.hop}")
 

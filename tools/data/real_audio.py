@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Lists the real human speech this machine's packages hold, as distillation input (no transcripts).
 
-    python tools/data/real_audio.py --out data/real          # data/real/real.tsv + .lengths + .sources
+    python tools/data/real_audio.py --out data/real   # data/real/real.tsv + .lengths + .sources + .languages
 
 Every file is converted once to 16-kHz mono FLAC under ``--out/audio`` (long recordings are cut
 into pieces of at most ``--max-seconds``), and listed with an empty transcript: the teachers'
@@ -57,6 +57,25 @@ def find_files() -> list[tuple[str, Path]]:
     return sorted(((s, p) for p, s in found.items()), key=lambda x: str(x[1]))
 
 
+def language_of(source: str, path: Path) -> str:
+    """The spoken language of a real-speech file (ISO 639-1 or the package's own code), or ``sfx``
+    for a Tux Paint stamp's sound effect (a meow, an engine), which is no speech.
+
+    Tux Paint names a stamp's spoken description ``NAME_desc_LANG.ogg`` (``NAME_desc.ogg`` is the
+    English one); ktuberling keeps each language's words in ``sounds/LANG/``; the codec2 and
+    pocketsphinx recordings are English.
+    """
+    if source == "tuxpaint":
+        stem = path.stem
+        if "_desc" not in stem:
+            return "sfx"
+        return stem.rsplit("_desc", 1)[1].lstrip("_") or "en"
+    if source == "ktuberling":
+        parts = path.parts
+        return parts[parts.index("sounds") + 1] if "sounds" in parts[:-2] else "sfx"
+    return "en"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("data/real"), help="output folder (default: %(default)s)")
@@ -68,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no real speech found; install tuxpaint-stamps-default, ktuberling-data, codec2-examples, "
               "pocketsphinx-testdata", file=sys.stderr)
         return 1
-    rows, lengths, sources, totals = [], [], [], {}
+    rows, lengths, sources, languages, totals = [], [], [], [], {}
     piece = int(args.max_seconds * SAMPLE_RATE)
     for source, path in tqdm(files, desc="real audio", unit="file", mininterval=0.1 if sys.stderr.isatty() else 60):
         rel = Path("audio") / source / path.relative_to(path.anchor).with_suffix("")
@@ -99,10 +118,12 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(f"{q.relative_to(args.out)}\t\n")
             lengths.append(f"{n / SAMPLE_RATE:.4f}\n")
             sources.append(f"{source}\n")
+            languages.append(f"{language_of(source, path)}\n")
             totals[source] = totals.get(source, 0.0) + n / SAMPLE_RATE
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "real.lengths").write_text("".join(lengths))
     (args.out / "real.sources").write_text("".join(sources))
+    (args.out / "real.languages").write_text("".join(languages))
     (args.out / "real.tsv").write_text("".join(rows))
     for source, seconds in sorted(totals.items()):
         print(f"{source}: {seconds / 3600:.2f} h")

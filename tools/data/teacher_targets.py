@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             writer.add(key, teacher(wave))
             compute_s += time.process_time() - t0
             audio_s += len(wave) / SAMPLE_RATE
-            bar.set_postfix(audio_h=f"{audio_s / 3600:.2f}", speed=f"{audio_s / max(compute_s, 1e-9):.0f}x")
+            bar.set_postfix(audio_h=f"{audio_s / 3600:.2f}", speed=f"{audio_s / max(compute_s, 1e-9):.0f}x", refresh=False)
     finally:
         writer.close()
     print(f"{args.out}: {audio_s / 3600:.2f} h of new audio in {compute_s / 60:.1f} CPU-min "
