@@ -161,3 +161,17 @@ def test_training_learns_label_strings_of_untranscribed_audio(tmp_path):
     last_eval = [x for x in rows if "eval" in x][-1]
     per = last_eval["teacher_gap"][str(tmp_path / "audio.tsv")][0]
     assert 0.0 <= per <= 1.5  # a token error rate, not a loss
+
+
+def test_merge_label_stores_keeps_the_first_and_refuses_another_inventory(tmp_path):
+    from streamer.train.labels import merge_label_stores
+
+    meta = StoreMeta("toy", "labels", len(TOKENS), 320)
+    write_label_store(tmp_path / "a", meta, TOKENS, {"a" * 40: [0], "b" * 40: [1]})
+    write_label_store(tmp_path / "b", meta, TOKENS, {"b" * 40: [0, 0], "c" * 40: [2]})
+    assert merge_label_stores(tmp_path / "a", [tmp_path / "b"]) == 3
+    merged = LabelStore(tmp_path / "a")
+    assert merged.get("b" * 40).tolist() == [1] and merged.get("c" * 40).tolist() == [2]
+    write_label_store(tmp_path / "x", StoreMeta("toy", "labels", 3, 320), ["a", "b", "<blank>"], {"d" * 40: [1]})
+    with pytest.raises(ConfigError, match="expected toy over 4"):
+        merge_label_stores(tmp_path / "a", [tmp_path / "x"])

@@ -153,6 +153,24 @@ def test_buckets_have_fixed_shapes_under_the_budget_and_cover_every_utterance():
     assert 0 < buckets.padding_share(lengths) < 0.5
 
 
+def test_bucket_widths_waste_the_least_padding():
+    """The widths are the best cut of the sorted lengths: brute force over every cut agrees."""
+    import itertools
+
+    from streamer.train.bank import _least_padding_widths
+
+    rng = np.random.default_rng(3)
+    units = np.concatenate([rng.integers(8, 14, 40), rng.integers(30, 90, 9)])  # many short, a long tail
+    values = np.unique(units)
+    best = min((sum(int(values[[i for i in cut if i >= j][0]]) for j in np.searchsorted(values, units))
+                for cut in (sorted(c) + [len(values) - 1]
+                            for c in itertools.combinations(range(len(values) - 1), 2))))
+    widths = _least_padding_widths(units, 3)
+    assert len(widths) == 3 and widths[-1] == units.max()
+    area = sum(min(w for w in widths if w >= u) for u in units)
+    assert area == best
+
+
 def test_masked_forward_equals_the_model_forward():
     torch.manual_seed(0)
     model = Wav2Vec2CTC(tiny_config(pos_conv_causal=True)).eval()

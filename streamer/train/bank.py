@@ -296,6 +296,37 @@ class FileBank:
         return torch.from_numpy(out).to(self.device), torch.from_numpy(frames).to(self.device)
 
 
+def _least_padding_widths(units: np.ndarray, count: int) -> list[int]:
+    """Bucket widths (in units) minimizing sum over utterances of their bucket's width, ``count`` at most.
+
+    Args:
+        units: Each utterance's rounded-up width.
+        count: Most buckets.
+    """
+    values, counts = np.unique(units, return_counts=True)
+    m = len(values)
+    k = min(count, m)
+    before = np.concatenate([[0], np.cumsum(counts)])  # utterances below values[i]
+    # cost[j][i]: least area covering values[:i] with j buckets, the last ending at values[i - 1]
+    inf = float("inf")
+    cost = np.full((k + 1, m + 1), inf)
+    cut = np.zeros((k + 1, m + 1), dtype=np.int64)
+    cost[0, 0] = 0.0
+    for j in range(1, k + 1):
+        for i in range(j, m + 1):
+            # the last bucket holds values[a:i] at width values[i - 1]
+            a = np.arange(j - 1, i)
+            options = cost[j - 1, a] + values[i - 1] * (before[i] - before[a])
+            best = int(np.argmin(options))
+            cost[j, i], cut[j, i] = options[best], a[best]
+    j = int(np.argmin(cost[1:, m])) + 1
+    widths, i = [], m
+    while j > 0 and i > 0:
+        widths.append(int(values[i - 1]))
+        i, j = int(cut[j, i]), j - 1
+    return sorted(widths)
+
+
 @dataclass(frozen=True)
 class ShapeBuckets:
     """A few fixed batch shapes: widths (samples) and rows per batch, and each utterance's bucket."""
@@ -309,19 +340,21 @@ class ShapeBuckets:
 
     @classmethod
     def fit(cls, lengths: Sequence[int], max_batch_seconds: float, count: int, pad_samples: int = 0) -> "ShapeBuckets":
-        """Buckets at length quantiles, so each holds about as many utterances.
+        """Buckets whose widths waste the least padded area: of all ways to cut the sorted lengths
+        (rounded up to `BUCKET_QUANTUM_SAMPLES`) into ``count`` runs, the one with the smallest sum
+        of width x members (exact, by dynamic programming over the distinct rounded lengths).
 
         Args:
             lengths: Samples per utterance.
             max_batch_seconds: Padded audio per batch.
-            count: Number of buckets (fewer when quantiles coincide).
+            count: Number of buckets (fewer when there are fewer distinct rounded lengths).
             pad_samples: Room for edge silence the width must hold beyond each utterance.
         """
         need = np.asarray(lengths, dtype=np.int64) + pad_samples
         if len(need) == 0:
             raise ConfigError("buckets: expected at least one utterance, found none")
-        edges = np.quantile(need, [(i + 1) / count for i in range(count)], method="higher")
-        widths = sorted({int(math.ceil(e / BUCKET_QUANTUM_SAMPLES) * BUCKET_QUANTUM_SAMPLES) for e in edges})
+        widths = _least_padding_widths(np.ceil(need / BUCKET_QUANTUM_SAMPLES).astype(np.int64), count)
+        widths = [int(w) * BUCKET_QUANTUM_SAMPLES for w in widths]
         which = np.searchsorted(np.asarray(widths), need, side="left")
         members = tuple(np.flatnonzero(which == b) for b in range(len(widths)))
         keep = [b for b in range(len(widths)) if len(members[b])]

@@ -179,3 +179,29 @@ def is_label_store(folder: str | os.PathLike[str]) -> bool:
         return json.loads(meta.read_text(encoding="utf-8")).get("kind") == "labels"
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def merge_label_stores(dest: str | os.PathLike[str], sources: Sequence[str | os.PathLike[str]]) -> int:
+    """Writes the union of label stores of one teacher into ``dest`` (itself included when it exists).
+
+    Args:
+        dest: The store written (created when missing).
+        sources: Stores merged into it, in order (a key in several keeps the first one's labels).
+
+    Returns:
+        The number of utterances in ``dest``.
+
+    Raises:
+        ConfigError: The stores hold different teachers or inventories.
+    """
+    folders = ([dest] if is_label_store(dest) else []) + list(sources)
+    stores = [LabelStore(f) for f in folders]
+    first = stores[0]
+    labels: dict[str, list[int]] = {}
+    for folder, store in zip(folders, stores):
+        if store.meta != first.meta or store.tokens != first.tokens:
+            raise ConfigError(f"merge: {folder} holds {store.meta.teacher} labels over {store.meta.dim} tokens, "
+                              f"expected {first.meta.teacher} over {first.meta.dim}")
+        for key in store.keys():
+            labels.setdefault(key, store.get(key).tolist())
+    return write_label_store(dest, first.meta, first.tokens, labels)
