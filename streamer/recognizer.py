@@ -240,6 +240,10 @@ class Stream:
 
     def _final(self, utt: Utterance) -> list[Event]:
         final = utt.final
+        if not utt.speech:  # closed as silence: nothing was said, whatever a second pass would read
+            if self._audio is not None:
+                self._audio.drop_until(self.pipeline.grid.samples(utt.end_frame))
+            return []
         if self._audio is not None:
             grid = self.pipeline.grid
             audio = self._audio.view(grid.samples(utt.start_frame), grid.span_samples(utt.end_frame))

@@ -39,11 +39,15 @@ class Utterance:
         final: Its result from the streaming pass (times in seconds on the stream's clock).
         start_frame: Global index of its first frame.
         end_frame: Global index one past its last frame.
+        speech: Whether the endpointer saw a speech frame in it (False: it was closed as silence,
+            and holds nothing to say even if a second pass over its audio would read a letter
+            into the next utterance's onset).
     """
 
     final: Final
     start_frame: int
     end_frame: int
+    speech: bool = True
 
 
 class SpeechFlags:
@@ -147,7 +151,7 @@ class UtteranceTracker:
 
     def _close(self) -> Utterance:
         end = self.next_frame
-        utt = Utterance(self.decoder.finalize(self._dec), self.start_frame, end)
+        utt = Utterance(self.decoder.finalize(self._dec), self.start_frame, end, self._ep.speech_seen)
         self._open(end)
         return utt
 
