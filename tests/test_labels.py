@@ -175,3 +175,15 @@ def test_merge_label_stores_keeps_the_first_and_refuses_another_inventory(tmp_pa
     write_label_store(tmp_path / "x", StoreMeta("toy", "labels", 3, 320), ["a", "b", "<blank>"], {"d" * 40: [1]})
     with pytest.raises(ConfigError, match="expected toy over 4"):
         merge_label_stores(tmp_path / "a", [tmp_path / "x"])
+
+
+def test_a_store_with_nothing_for_a_bank_gives_empty_targets():
+    """A held-out set none of whose audio a store covers (the synthetic corpus's posteriors on real
+    speech, say) gathers zero frames instead of indexing an empty array."""
+    from streamer.train.bank import TargetBank, label_bank
+
+    empty = TargetBank(torch.zeros(0, 4, dtype=torch.float16), np.zeros(3, np.int64), np.zeros(3, np.int64))
+    values, frames = empty.gather(np.array([0, 2]))
+    assert values.shape == (2, 1, 4) and frames.tolist() == [0, 0]
+    ids, counts = label_bank([None, np.array([1, 0], np.int16), None]).gather(np.array([2, 1]))
+    assert ids.tolist() == [[0, 0], [1, 0]] and counts.tolist() == [0, 2]

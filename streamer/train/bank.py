@@ -82,10 +82,13 @@ class TargetBank:
         """Rows ``idx`` → (B, F, C) float32 zero-padded targets and (B,) frames."""
         frames = self.frames[idx]
         width = max(1, int(frames.max()) if len(frames) else 1)
+        device = self.values.device
+        if len(self.values) == 0:  # the store has nothing for this bank
+            return (torch.zeros(len(idx), width, self.values.shape[1], device=device),
+                    torch.from_numpy(frames).to(device))
         pos = np.arange(width)[None, :]
         inside = pos < frames[:, None]
         flat = np.where(inside, self.starts[idx][:, None] + pos, 0)
-        device = self.values.device
         out = self.values[torch.from_numpy(flat).to(device)].float()
         out = out * torch.from_numpy(inside).to(device)[..., None]
         return out, torch.from_numpy(frames).to(device)
