@@ -350,3 +350,68 @@ def test_cpp_runner_text_equals_python(tmp_path):
     print(f"C++: {res.stdout.strip()!r}\nPython: {python_text!r}")
     assert python_text
     assert res.stdout.strip() == python_text
+
+
+def _char_error_rate(ref: str, hyp: str) -> float:
+    from streamer.metrics import edit_distance
+
+    return edit_distance(list(ref), list(hyp)) / max(1, len(ref))
+
+
+#: Most characters (as a share of the x86-64 text) an int8 program's text may differ by on another
+#: CPU: int8 kernels round differently per CPU (one character in 79 seen on Cortex-A72).
+ARM_CER_BOUND = 0.05
+
+
+@pytest.mark.slow
+def test_aarch64_bundle_under_emulation(tmp_path):
+    """examples/cpp/build.sh --target aarch64 cross-builds a relocatable bundle that, under qemu, prints
+    the Python recognizer's text within ARM_CER_BOUND on a Raspberry Pi 5 core (Cortex-A76) and a
+    Pi 4 core (Cortex-A72); where the emulated CPU reports SME (qemu 7.2's -cpu max), the program's
+    int8 kernels compute garbage, and the self-check makes the runner refuse (exit 3) instead."""
+    for tool in ("aarch64-linux-gnu-g++", "qemu-aarch64"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is needed (apt-get install g++-aarch64-linux-gnu qemu-user; tools/install.sh does)")
+    build = subprocess.run(["bash", str(REPO / "examples" / "cpp" / "build.sh"), "--target", "aarch64", sys.executable],
+                           capture_output=True, text=True, timeout=900)
+    assert build.returncode == 0, build.stderr[-3000:]
+    bundle = REPO / "examples" / "cpp" / "build-aarch64" / "bundle"
+    moved = tmp_path / "device"
+    shutil.copytree(bundle, moved)  # relocatable: the libraries are found beside the runner
+    cfg = StreamingConfig.from_seconds("cached", 0.32)
+    path = export_streaming(load_checkpoint("demo-en"), ExportConfig(cfg, "dynamic"), tmp_path / "demo.pte")
+    wav = REPO / "examples" / "hello.wav"
+    rec = Recognizer.load("demo-en", lm=None, stream_files=True, two_pass=False, step_program=path)
+    python_text = " ".join(rec.transcribe(wav).text.split())
+    assert python_text
+
+    def run(cpu: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["qemu-aarch64", "-cpu", cpu, "-L", "/usr/aarch64-linux-gnu", str(moved / "streamer_runner"),
+                               str(path), str(wav), "--threads", "1", "--quiet"], capture_output=True, text=True, timeout=600)
+
+    for cpu in ("cortex-a76", "cortex-a72"):
+        res = run(cpu)
+        assert res.returncode == 0, res.stderr[-2000:]
+        cer = _char_error_rate(python_text, res.stdout.strip())
+        print(f"{cpu}: {res.stdout.strip()!r} (CER {cer:.3f} to Python's {python_text!r})")
+        assert cer <= ARM_CER_BOUND, (cpu, res.stdout, python_text)
+    refused = run("max")
+    assert refused.returncode == 3, (refused.returncode, refused.stdout[:300], refused.stderr[-1000:])
+    assert "self-check failed on this CPU" in refused.stderr and refused.stdout == ""
+    assert run("max,sme=off").returncode == 0
+
+
+def test_a_program_whose_kernels_compute_garbage_is_refused():
+    """The Python runtime runs the same self-check when it loads a program: logits far from the
+    exporter's (here, the stored ones negated) are one CheckpointError, not garbage text."""
+    from streamer.errors import CheckpointError
+    from streamer.export import selfcheck
+
+    check = selfcheck.reference(np.random.default_rng(0).normal(size=(5, 4)))
+    with pytest.raises(CheckpointError, match="self-check failed on this CPU"):
+        selfcheck.run_check(check, -np.asarray(check["logits"]), "pte x")
+    assert selfcheck.run_check(check, np.asarray(check["logits"]) + 1e-3, "pte x") > 0.999
+    with pytest.raises(CheckpointError):
+        selfcheck.run_check(check, np.zeros((4, 4)), "pte x")  # another shape
+    with pytest.raises(Exception, match="self_check"):
+        selfcheck.validate({**json.loads(json.dumps(check)), "signal": "other"})

@@ -21,6 +21,7 @@ APT_PACKAGES=(
   asterisk-core-sounds-ru asterisk-core-sounds-ru-g722        # Russian real-speech TEST set (never trained on)
   cmake g++ libboost-program-options-dev libboost-system-dev libboost-thread-dev libboost-test-dev  # KenLM
   chromium                                                    # headless browser test of streamer serve's page
+  g++-aarch64-linux-gnu qemu-user                             # the aarch64 runner bundle and its test under emulation
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -8,7 +8,10 @@
 //
 // stdout: the final text (one line). stderr: one line per step whose text changed,
 // "partial: <committed> | <tentative>", and a timing summary. See model.md for the program's
-// inputs and outputs.
+// inputs and outputs. Before decoding, a sidecar with a self_check makes the runner stream a fixed
+// signal through the program and compare its logits with the exporter's (streamer.export.selfcheck):
+// where this CPU's kernels compute wrong results it prints one error line and exits with status 3
+// instead of printing garbage.
 
 #include <executorch/extension/module/module.h>
 #include <executorch/extension/tensor/tensor.h>
@@ -20,6 +23,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -342,6 +346,22 @@ State next_state(const std::vector<Slot>& layout, State& state, const std::vecto
   return next;
 }
 
+// The self-check signal of streamer.export.selfcheck (buzz-v1): the same formula, in double.
+std::vector<float> test_signal(size_t n) {
+  const double pi = 3.14159265358979323846;
+  std::vector<float> x(n);
+  double acc = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double t = static_cast<double>(i);
+    acc += 110.0 + 60.0 * std::sin(2 * pi * 0.7 * t / kSampleRate);
+    const double phase = 2 * pi * acc / kSampleRate;
+    double buzz = 0;
+    for (int k = 1; k < 30; ++k) buzz += std::sin(k * phase) / k;
+    x[i] = static_cast<float>(0.1 * (0.5 + 0.5 * std::sin(2 * pi * 2.5 * t / kSampleRate)) * buzz);
+  }
+  return x;
+}
+
 int64_t constant(Module& m, const char* name) {
   auto r = m.get(name);
   if (!r.ok()) fail(std::string("program: expected a constant method '") + name + "', found none");
@@ -419,14 +439,73 @@ int main(int argc, char** argv) {
     // Format version 3: the program reads its inputs in place, and XNNPACK may read a little past
     // their end, so every input buffer keeps this many spare bytes after its data.
     const size_t padding = side.has("input_padding_bytes") ? static_cast<size_t>(side["input_padding_bytes"].num) : 0;
-    std::vector<float> audio = read_wav(pos[1]);
     std::vector<float> piece(static_cast<size_t>(chunk) + (padding + sizeof(float) - 1) / sizeof(float));
     std::vector<int64_t> num(1 + (padding + sizeof(int64_t) - 1) / sizeof(int64_t));
+    // One step: `real` samples of `piece` (the rest zero) with `state`; calls row(logits of a valid frame).
+    auto run_step = [&](size_t real, State& state, const std::function<void(const float*, int64_t)>& row) {
+      num[0] = static_cast<int64_t>(real);
+      std::vector<TensorPtr> keep;
+      keep.push_back(make_tensor_ptr({1, static_cast<int32_t>(chunk)}, piece.data(), ScalarType::Float));
+      keep.push_back(make_tensor_ptr({1}, num.data(), ScalarType::Long));
+      for (size_t i = 0; i < layout.size(); ++i) keep.push_back(make_tensor_ptr(layout[i].sizes, state[i].data(), layout[i].type));
+      std::vector<EValue> inputs(keep.begin(), keep.end());
+      auto out = module.forward(inputs);
+      if (!out.ok()) fail("program: forward failed with error " + std::to_string(static_cast<int>(out.error())));
+      const auto& logits = (*out)[0].toTensor();
+      const auto& valid = (*out)[1].toTensor();
+      const int64_t frames = logits.size(1), vocab = logits.size(2);
+      const float* lp = logits.const_data_ptr<float>();
+      const bool* vp = valid.const_data_ptr<bool>();
+      for (int64_t f = 0; f < frames; ++f)
+        if (vp[f]) row(lp + f * vocab, vocab);
+      state = next_state(layout, state, *out, padding);
+    };
+    auto fresh_state = [&]() {
+      State state;
+      for (const auto& slot : layout) state.emplace_back(slot.nbytes + padding, 0);
+      return state;
+    };
+
+    // Self-check (streamer.export.selfcheck): this CPU's logits of a fixed signal against the
+    // exporter's. A kernel path that computes wrong results prints confident garbage; refuse instead.
+    if (side.has("self_check")) {
+      const Json& check = side["self_check"];
+      if (check["signal"].str != "buzz-v1") fail("sidecar: unknown self-check signal '" + check["signal"].str + "'");
+      const size_t chunks = static_cast<size_t>(check["chunks"].num);
+      std::vector<float> sig = test_signal(chunks * static_cast<size_t>(chunk));
+      State state = fresh_state();
+      double dot = 0, mine = 0, theirs = 0;
+      size_t at_row = 0;
+      const auto& ref = check["logits"].arr;
+      bool shape_ok = true;
+      for (size_t c = 0; c < chunks; ++c) {
+        std::fill(piece.begin(), piece.end(), 0.0f);
+        std::copy(sig.begin() + c * chunk, sig.begin() + (c + 1) * chunk, piece.begin());
+        run_step(static_cast<size_t>(chunk), state, [&](const float* row, int64_t vocab) {
+          if (at_row >= ref.size() || ref[at_row].arr.size() != static_cast<size_t>(vocab)) { shape_ok = false; return; }
+          for (int64_t v = 0; v < vocab; ++v) {
+            const double a = row[v], b = ref[at_row].arr[static_cast<size_t>(v)].num;
+            dot += a * b; mine += a * a; theirs += b * b;
+          }
+          ++at_row;
+        });
+      }
+      const double cosine = (shape_ok && at_row == ref.size()) ? dot / std::max(std::sqrt(mine * theirs), 1e-30) : 0.0;
+      if (cosine < check["min_cosine"].num) {
+        char msg[400];
+        std::snprintf(msg, sizeof msg, "self-check failed on this CPU (cosine %.3f to the exporter's logits, expected >= %.2f): "
+                      "its kernels compute wrong results here, and the text would be garbage", cosine, check["min_cosine"].num);
+        std::fprintf(stderr, "error: %s\n", msg);
+        return 3;
+      }
+      if (!quiet) std::fprintf(stderr, "self-check: cosine %.4f to the exporter's logits\n", cosine);
+    }
+
+    std::vector<float> audio = read_wav(pos[1]);
     double best_s = -1;
     std::string text;
     for (int pass = 0; pass < passes; ++pass) {  // each pass a fresh stream; the fastest is reported
-      State state;
-      for (const auto& slot : layout) state.emplace_back(slot.nbytes + padding, 0);
+      State state = fresh_state();
       GreedyDecoder decoder(texts, blank, is_delim);
       RunningNorm norm;
       double compute_s = 0;
@@ -436,28 +515,12 @@ int main(int argc, char** argv) {
         std::fill(piece.begin(), piece.end(), 0.0f);
         std::copy(audio.begin() + at, audio.begin() + at + real, piece.begin());
         if (normalize) norm.apply(piece.data(), real);
-        num[0] = static_cast<int64_t>(real);
-        std::vector<TensorPtr> keep;
-        keep.push_back(make_tensor_ptr({1, static_cast<int32_t>(chunk)}, piece.data(), ScalarType::Float));
-        keep.push_back(make_tensor_ptr({1}, num.data(), ScalarType::Long));
-        for (size_t i = 0; i < layout.size(); ++i) keep.push_back(make_tensor_ptr(layout[i].sizes, state[i].data(), layout[i].type));
-        std::vector<EValue> inputs(keep.begin(), keep.end());
         auto t = std::chrono::steady_clock::now();
-        auto out = module.forward(inputs);
-        if (!out.ok()) fail("program: forward failed with error " + std::to_string(static_cast<int>(out.error())));
-        const auto& logits = (*out)[0].toTensor();
-        const auto& valid = (*out)[1].toTensor();
-        const int64_t frames = logits.size(1), vocab = logits.size(2);
-        const float* lp = logits.const_data_ptr<float>();
-        const bool* vp = valid.const_data_ptr<bool>();
-        for (int64_t f = 0; f < frames; ++f) {
-          if (!vp[f]) continue;
-          const float* row = lp + f * vocab;
+        run_step(real, state, [&](const float* row, int64_t vocab) {
           int best = 0;
           for (int64_t v = 1; v < vocab; ++v) if (row[v] > row[best]) best = static_cast<int>(v);
           decoder.advance(best);
-        }
-        state = next_state(layout, state, *out, padding);
+        });
         compute_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();  // step + decode
         std::string line = decoder.committed() + " | " + decoder.tentative();
         if (!quiet && pass == 0 && line != shown) std::fprintf(stderr, "partial: %s\n", line.c_str());

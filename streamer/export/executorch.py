@@ -47,6 +47,7 @@ from streamer.errors import ConfigError, OutputError, missing_dependency
 from streamer.export.rewrite import delegate_friendly
 from streamer.files import atomic_files, check_target, reason
 from streamer.export.runtime import advance_state
+from streamer.export import selfcheck
 from streamer.export.sidecar import QUANTIZATIONS, ProgramFile, Sidecar, StateEntry
 from streamer.streaming import CachedState, StreamingConfig, StreamingEncoder, WindowState, state_tensors
 
@@ -456,9 +457,10 @@ def export_streaming(checkpoint: Checkpoint, config: ExportConfig, out: str | os
         segments, portable = _lower(module, _example_inputs(module), config, steps, constants, program_file,
                                     planned_inputs=False)
         state = tuple(StateEntry(e["name"], tuple(e["shape"]), e["dtype"], e["next"]) for e in module.layout())
+        check = selfcheck.reference(selfcheck.stream_logits(encoder.step, encoder.init_state(), sc.chunk_samples))
         sidecar = Sidecar(program=ProgramFile.of(program_file), model=identity, streaming=sc, vocabulary=vocab,
                           preprocess=checkpoint.preprocess, encoder=checkpoint.config, state=state,
                           quantize=config.quantize, input_padding_bytes=INPUT_PADDING_BYTES,
-                          delegate_segments=segments, portable_ops=portable)
+                          delegate_segments=segments, portable_ops=portable, self_check=check)
         sidecar_file.write_text(json.dumps(sidecar.to_dict(), indent=1) + "\n")
     return path

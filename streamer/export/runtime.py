@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from streamer.errors import CheckpointError, ConfigError, missing_dependency
+from streamer.export import selfcheck
 from streamer.export.sidecar import Sidecar, check_against_program, verify_program_file
 
 
@@ -123,6 +124,11 @@ class PteStreamingEncoder:
         except RuntimeError as err:  # the runtime refused a program that passed the checks above
             raise CheckpointError(f"pte: the ExecuTorch runtime cannot load {self.path} "
                                   f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+        self.self_check_cosine: float | None = None
+        """Cosine of this CPU's logits of the self-check signal to the exporter's (None: no self-check)."""
+        if self.sidecar.self_check is not None:
+            logits = selfcheck.stream_logits(self.step, self.init_state(), self.config.chunk_samples)
+            self.self_check_cosine = selfcheck.run_check(self.sidecar.self_check, logits, f"pte {self.path.name}")
 
     def init_state(self, batch: int = 1) -> ProgramState:
         """Zero state (B must be 1: the program was exported for one stream)."""

@@ -163,10 +163,13 @@ class Sidecar:
     """Readable bytes the runner keeps after every input buffer."""
     delegate_segments: int = 0
     portable_ops: Mapping[str, int] = field(default_factory=dict)
+    self_check: Mapping[str, Any] | None = None
+    """The exporter's logits of a fixed signal (`streamer.export.selfcheck`), or None (older exports)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object written beside the program."""
-        return {"format": SIDECAR_FORMAT, "format_version": SIDECAR_VERSION, "program": self.program.to_dict(),
+        extra = {} if self.self_check is None else {"self_check": dict(self.self_check)}
+        return {**extra, "format": SIDECAR_FORMAT, "format_version": SIDECAR_VERSION, "program": self.program.to_dict(),
                 "model": self.model.to_dict(), "input_padding_bytes": self.input_padding_bytes,
                 "quantize": self.quantize, "delegate_segments": self.delegate_segments,
                 "portable_ops": dict(self.portable_ops), "streaming": dataclasses.asdict(self.streaming),
@@ -190,6 +193,12 @@ class Sidecar:
                               f"its program; export the program again (streamer export)")
         if version != SIDECAR_VERSION:
             raise ConfigError(f"format_version: expected {SIDECAR_VERSION}, found {_brief(version)}")
+        check = None
+        if "self_check" in data:  # optional: exports before it have none
+            from streamer.export.selfcheck import validate
+
+            check = validate(data["self_check"])
+            data = {k: v for k, v in data.items() if k != "self_check"}
         _object(data, "top level", _KEYS)
         prog = _object(data["program"], "program", ("bytes", "sha256"))
         program = ProgramFile(_count(prog["bytes"], "program.bytes", 1, 1 << 40),
@@ -218,7 +227,7 @@ class Sidecar:
                    input_padding_bytes=_count(data["input_padding_bytes"], "input_padding_bytes", 0,
                                               MAX_INPUT_PADDING_BYTES),
                    delegate_segments=_count(data["delegate_segments"], "delegate_segments", 0, 1 << 20),
-                   portable_ops=dict(ops), **parts)
+                   portable_ops=dict(ops), self_check=check, **parts)
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> "Sidecar":
