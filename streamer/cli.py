@@ -225,6 +225,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from streamer.streaming import StreamingConfig
 
     check_output_path(args.output, args.overwrite)  # before loading and exporting (tens of seconds)
+    if args.check and not (0 <= args.check_margin <= 1 and args.check_limit >= 1):
+        raise ConfigError(f"--check-margin: expected a WER from 0 to 1 and --check-limit >= 1, found "
+                          f"{args.check_margin} and {args.check_limit}")
     ck = load_checkpoint(args.model or DEFAULT_MODEL)
     cfg = ExportConfig(StreamingConfig.from_seconds(args.streaming, args.chunk, args.left, args.right), args.quantize)
     t = time.perf_counter()
@@ -232,6 +235,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {args.quantize}, {cfg.streaming.mode} mode, "
           f"{XLSR_GRID.seconds(cfg.streaming.chunk_frames):.2f}-s chunks) and {path.with_suffix('.json').name} "
           f"in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    if args.check:
+        from streamer.errors import CheckpointError
+        from streamer.export.gate import score_program
+
+        result = score_program(path, args.model or DEFAULT_MODEL, args.check, args.check_margin, args.check_limit)
+        print(result.line(), file=sys.stderr)
+        if not result.passed:
+            path.unlink(missing_ok=True)
+            path.with_suffix(".json").unlink(missing_ok=True)
+            raise CheckpointError(f"export refused: the program's WER on {args.check} is {result.program_wer:.3f}, "
+                                  f"the model's {result.model_wer:.3f}; more than {result.margin:.3f} worse "
+                                  f"(removed {path.name} and its sidecar)")
     return EXIT_OK
 
 
@@ -341,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="endpoint preset: how much silence ends an utterance (default: 'default', 1.2 s)")
     m.set_defaults(func=cmd_mic)
 
+    from streamer.export.gate import DEFAULT_LIMIT, DEFAULT_MARGIN
+
+    gate_defaults = (DEFAULT_MARGIN, DEFAULT_LIMIT)
     ex = sub.add_parser("export", help="export the streaming step to ExecuTorch (XNNPACK), fp32 or int8")
     ex.add_argument("--model", default="demo-en", help="model to export (default: demo-en)")
     ex.add_argument("-o", "--output", required=True, help="the .pte file to write (a .json sidecar goes beside it)")
@@ -354,6 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--right", type=float, help="window-mode look-ahead in seconds")
     ex.add_argument("--quantize", choices=["none", "dynamic"], default=export.quantize,
                     help="int8 quantization (default: %(default)s)")
+    ex.add_argument("--check", metavar="TSV",
+                    help="held-out manifest (path<TAB>text): score the program against the model there and refuse "
+                         "it (removed, exit 1) when its WER is worse by more than --check-margin")
+    ex.add_argument("--check-margin", type=float, default=gate_defaults[0],
+                    help="WER increase allowed by --check, absolute (default: %(default)s)")
+    ex.add_argument("--check-limit", type=int, default=gate_defaults[1],
+                    help="utterances --check scores (the first ones; default: %(default)s)")
     ex.set_defaults(func=cmd_export)
 
     from streamer.serve.server import ServerConfig

@@ -415,3 +415,46 @@ def test_a_program_whose_kernels_compute_garbage_is_refused():
         selfcheck.run_check(check, np.zeros((4, 4)), "pte x")  # another shape
     with pytest.raises(Exception, match="self_check"):
         selfcheck.validate({**json.loads(json.dumps(check)), "signal": "other"})
+
+
+@pytest.mark.slow
+def test_export_check_passes_demo_en_and_refuses_a_broken_program(tmp_path, monkeypatch, capsys):
+    """`streamer export --check` scores the int8 program against the model on held-out speech: demo-en
+    passes; a program whose CTC head was scrambled after export (another model's head) is refused with
+    one error line, exit 1, and neither it nor its sidecar is left."""
+    import soundfile as sf
+
+    from streamer.checkpoint import save_checkpoint
+    from streamer.train.corpus.tts import Voice, synthesize
+
+    lines = []
+    for i, text in enumerate(["open the door please", "what time is it now", "turn on the kitchen light",
+                              "good morning to you", "play some quiet music", "close the window"]):
+        sf.write(tmp_path / f"u{i}.flac", synthesize(Voice("espeak", "en-us+m1" if i % 2 else "en-us+f2"), text), 16000)
+        lines.append(f"u{i}.flac\t{text}\n")
+    (tmp_path / "heldout.tsv").write_text("".join(lines))
+    good = tmp_path / "demo.pte"
+    res = subprocess.run([sys.executable, "-m", "streamer", "export", "--model", "demo-en", "-o", str(good),
+                          "--check", str(tmp_path / "heldout.tsv")], capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "export check on 6 utterances" in res.stderr and good.is_file()
+    print(res.stderr.strip().splitlines()[-1])
+    # a broken program: the CTC head's rows rolled by one, so every frame's letters are the wrong ones;
+    # the export is made to write it in place of demo-en's (a quantizer bug would do the same)
+    import streamer.export.executorch as executorch_module
+    from streamer.cli import main
+
+    ck = load_checkpoint("demo-en")
+    with torch.no_grad():
+        ck.model.ctc_head.weight.copy_(ck.model.ctc_head.weight.roll(1, 0))
+        ck.model.ctc_head.bias.copy_(ck.model.ctc_head.bias.roll(1, 0))
+    broken = load_checkpoint(save_checkpoint(tmp_path / "broken", ck.model, ck.vocab))
+    real_export = executorch_module.export_streaming
+    monkeypatch.setattr(executorch_module, "export_streaming",
+                        lambda _ck, cfg, out, overwrite=False: real_export(broken, cfg, out, overwrite=overwrite))
+    bad = tmp_path / "bad.pte"
+    code = main(["export", "--model", "demo-en", "-o", str(bad), "--check", str(tmp_path / "heldout.tsv")])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.strip().splitlines()[-1].startswith("error: export refused: the program's WER"), err
+    assert not bad.exists() and not bad.with_suffix(".json").exists()
