@@ -51,6 +51,9 @@ import torch
 from streamer.constants import SAMPLE_RATE
 from streamer.grid import XLSR_GRID
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_line  # noqa: E402
+
 #: Sentences spoken for static-int8 calibration (training voices; not the held-out test sentences).
 CALIBRATION_TEXT = (
     "the quick brown fox jumps over the lazy dog near the river bank",
@@ -376,6 +379,8 @@ def main() -> None:
     p.add_argument("--reuse", action="store_true", help="measure programs already in --out-dir instead of exporting")
     p.add_argument("--worker", nargs=2, metavar=("KIND", "PTE"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if not args.worker:
+        print(machine_line(), flush=True)
     if args.worker:
         worker(args.worker[0], args.worker[1], args.threads[0], args.seconds, args.repeats)
         return

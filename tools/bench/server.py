@@ -60,6 +60,9 @@ from streamer.constants import SAMPLE_RATE
 from streamer.metrics import edit_distance
 from streamer.serve.protocol import PROTOCOL_VERSION, encode_pcm
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_line  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 HELD_OUT = Path("/usr/share/asterisk/sounds/en")
 FRAME_SECONDS = 0.1
@@ -287,6 +290,7 @@ def measure(server: Server, clips: list[np.ndarray], n: int, args: argparse.Name
 def main() -> None:
     args = get_args()
     t_start = time.monotonic()
+    print(machine_line(), flush=True)
     clips, source = load_clips(args)
     offline, streamed = references(args, clips)
     print(f"clips: {source}; model {args.model}, window mode, {args.chunk:g}-s chunks, server threads {args.threads}, "
