@@ -255,3 +255,34 @@ def test_the_serve_command_stops_cleanly_on_sigterm():
         proc.kill()
     assert r.close_code == 1001 and len(r.finals) == 1 and r.finals[0]["text"]
     assert "open streams were finalized" in proc.stderr.read()
+
+
+def _with_a_pause(pause_s: float, seed: int = 0) -> np.ndarray:
+    """examples/hello.wav with its two sentences pulled apart by ``pause_s`` of faint noise (what a
+    room gives a microphone), after 0.5 s of silence."""
+    from streamer.audio import load_audio
+
+    a = load_audio(HELLO)
+    energy = np.convolve(a ** 2, np.ones(1600) / 1600, "same")
+    mid = len(a) // 2
+    cut = mid - 16000 + int(np.argmin(energy[mid - 16000: mid + 16000]))
+    gap = (np.random.default_rng(seed).normal(size=int(pause_s * 16000)) * 0.003).astype(np.float32)
+    return np.concatenate([np.zeros(8000, np.float32), a[:cut], gap, a[cut:]])
+
+
+def test_no_one_letter_final_at_a_speech_onset(rec, tmp_path):
+    """A pause of 3.3-3.4 s closes the silence after the first sentence by the 2.4-s rule right at
+    the next onset; a second pass over that silent utterance used to read the onset's first sound as
+    a Final of one letter ('s', 'd'), through the server as in-process. Both give the two sentences only."""
+    import soundfile as sf
+
+    for pause in (3.30, 3.36):
+        audio = _with_a_pause(pause)
+        path = tmp_path / f"pause-{pause}.wav"
+        sf.write(path, audio, 16000, subtype="PCM_16")
+        with running(rec) as (_, url):
+            served = [f["text"] for f in run(client.stream_file(url, str(path))).finals if f["text"]]
+        alone = reference_finals(rec, path)
+        print(pause, served)
+        assert served == alone
+        assert len(served) == 2 and all(len(t.replace(" ", "")) > 2 for t in served), served
