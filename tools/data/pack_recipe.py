@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("manifests", nargs="+", type=Path, help="training / dev / held-out manifests")
     p.add_argument("--out", type=Path, required=True, help="folder of the packs (new)")
-    p.add_argument("--labels", nargs="*", type=Path, default=[], help="label stores (tools/data/teacher_labels.py)")
+    p.add_argument("--labels", action="append", type=Path, default=[],
+                   help="a label store (tools/data/teacher_labels.py); repeat for several")
     args = p.parse_args(argv)
     try:
         stores = [LabelStore(s) for s in args.labels]
