@@ -17,7 +17,7 @@ Writes, beside ``real.tsv``:
 Held out, fixed by the audio's content hash (so the split does not move when pieces are added):
 every 50th Tux Paint / ktuberling piece of a language other than English (``int(key[:8], 16) %
 50 == 0``) and every other English piece (``% 2 == 0``); the keys are also written to
-``heldout.keys``. The Asterisk prompts are never among the pieces (`tools/data/real_audio.py`).
+``heldout.keys`` (here and beside the labels, where it is committed). The Asterisk prompts are never among the pieces (`tools/data/real_audio.py`).
 """
 
 from __future__ import annotations
@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         (args.real / f"{name}.lengths").write_text("".join(f"{n}\n" for _, n in items))
         hours = sum(float(n) for _, n in items) / 3600
         print(f"{args.real / (name + '.tsv')}: {len(items)} pieces, {hours:.2f} h")
-    (args.real / "heldout.keys").write_text("".join(f"{k}\n" for k in sorted(keys)))
+    listing = "".join(f"{k}\n" for k in sorted(set(keys)))
+    (args.real / "heldout.keys").write_text(listing)
+    (args.labels / "heldout.keys").write_text(listing)  # committed beside the labels: the fixed list
     print("left out: " + ", ".join(f"{v} {k}" for k, v in dropped.items()))
     return 0
 
