@@ -17,7 +17,8 @@ Writes, beside ``real.tsv``:
 Held out, fixed by the audio's content hash (so the split does not move when pieces are added):
 every 50th Tux Paint / ktuberling piece of a language other than English (``int(key[:8], 16) %
 50 == 0``) and every other English piece (``% 2 == 0``); the keys are also written to
-``heldout.keys`` (here and beside the labels, where it is committed). The Asterisk prompts are never among the pieces (`tools/data/real_audio.py`).
+``heldout.keys`` (here and beside the labels, where it is committed). The Asterisk prompts are
+never among the pieces (`tools/data/real_audio.py`).
 """
 
 from __future__ import annotations
