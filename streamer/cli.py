@@ -358,7 +358,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     from streamer.export.gate import DEFAULT_LIMIT, DEFAULT_MARGIN
 
-    gate_defaults = (DEFAULT_MARGIN, DEFAULT_LIMIT)
     ex = sub.add_parser("export", help="export the streaming step to ExecuTorch (XNNPACK), fp32 or int8")
     ex.add_argument("--model", default="demo-en", help="model to export (default: demo-en)")
     ex.add_argument("-o", "--output", required=True, help="the .pte file to write (a .json sidecar goes beside it)")
@@ -375,9 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--check", metavar="TSV",
                     help="held-out manifest (path<TAB>text): score the program against the model there and refuse "
                          "it (removed, exit 1) when its WER is worse by more than --check-margin")
-    ex.add_argument("--check-margin", type=float, default=gate_defaults[0],
+    ex.add_argument("--check-margin", type=float, default=DEFAULT_MARGIN,
                     help="WER increase allowed by --check, absolute (default: %(default)s)")
-    ex.add_argument("--check-limit", type=int, default=gate_defaults[1],
+    ex.add_argument("--check-limit", type=int, default=DEFAULT_LIMIT,
                     help="utterances --check scores (the first ones; default: %(default)s)")
     ex.set_defaults(func=cmd_export)
 

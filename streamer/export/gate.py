@@ -66,10 +66,10 @@ def score_program(program: str | os.PathLike[str], model: str | os.PathLike[str]
 
     if not 0 <= margin <= 1:
         raise ConfigError(f"export check margin: expected a WER from 0 to 1, found {margin}")
-    utts = [u for u in read_manifest(manifest) if u.text][:limit]
+    prog = Recognizer.from_program(program, lm=None, search="greedy")
+    utts = [u for u in read_manifest(manifest, vocab=prog.vocab) if u.text][:limit]  # normalized for its letters
     if not utts:
         raise ConfigError(f"export check: expected transcribed utterances in {manifest}, found none")
-    prog = Recognizer.from_program(program, lm=None, search="greedy")
     eager = Recognizer.load(model, lm=None, search="greedy", stream_files=True, two_pass=False,
                             streaming=prog.config.streaming)
     pairs: dict[str, list[tuple[str, str]]] = {"model": [], "program": []}

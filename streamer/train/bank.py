@@ -93,6 +93,14 @@ class TargetBank:
         out = out * torch.from_numpy(inside).to(device)[..., None]
         return out, torch.from_numpy(frames).to(device)
 
+    def to(self, device: torch.device) -> "TargetBank":
+        """The bank with its values on ``device``."""
+        return dataclasses.replace(self, values=self.values.to(device))
+
+    def head(self, count: int) -> "TargetBank":
+        """The first ``count`` utterances' targets."""
+        return dataclasses.replace(self, starts=self.starts[:count], frames=self.frames[:count])
+
 
 @dataclass(frozen=True)
 class LabelBank:
@@ -110,6 +118,14 @@ class LabelBank:
         width = max(1, int(counts.max()) if len(counts) else 1)
         device = self.ids.device
         return self.ids[torch.from_numpy(np.asarray(idx)).to(device), :width], torch.from_numpy(counts).to(device)
+
+    def to(self, device: torch.device) -> "LabelBank":
+        """The bank with its ids on ``device``."""
+        return dataclasses.replace(self, ids=self.ids.to(device))
+
+    def head(self, count: int) -> "LabelBank":
+        """The first ``count`` utterances' labels."""
+        return dataclasses.replace(self, ids=self.ids[:count], frames=self.frames[:count])
 
 
 def label_bank(found: Sequence[np.ndarray | None]) -> LabelBank:
@@ -194,18 +210,14 @@ class AudioBank:
         """The bank on ``device`` (label counts stay on the host)."""
         return dataclasses.replace(
             self, samples=self.samples.to(device), starts=self.starts.to(device), lengths=self.lengths.to(device),
-            labels=self.labels.to(device),
-            teacher=tuple(dataclasses.replace(t, ids=t.ids.to(device)) if isinstance(t, LabelBank)
-                          else dataclasses.replace(t, values=t.values.to(device)) for t in self.teacher))
+            labels=self.labels.to(device), teacher=tuple(t.to(device) for t in self.teacher))
 
     def head(self, count: int) -> "AudioBank":
         """The first ``count`` utterances."""
         return dataclasses.replace(
             self, starts=self.starts[:count], lengths=self.lengths[:count], labels=self.labels[:count],
             label_lengths=self.label_lengths[:count], texts=self.texts[:count],
-            teacher=tuple(dataclasses.replace(t, ids=t.ids[:count], frames=t.frames[:count]) if isinstance(t, LabelBank)
-                          else dataclasses.replace(t, starts=t.starts[:count], frames=t.frames[:count])
-                          for t in self.teacher))
+            teacher=tuple(t.head(count) for t in self.teacher))
 
     def take(self, idx: Tensor, width: int, lead: Tensor | None = None) -> Tensor:
         """Gathers utterances into a zero-padded float batch, on the bank's device.

@@ -277,9 +277,9 @@ def train(cfg: TrainConfig, show_progress: bool = True, log: Callable[[str], Non
     model.to(device)
     stores = [open_store(t.store) for t in cfg.distill.targets] if cfg.distill is not None else []
 
-    def read_train_set() -> tuple[Any, int]:
+    def read_train_set(reopen: bool = False) -> tuple[Any, int]:
         # a re-read takes the stores anew too: labels written while the run goes on are learned
-        fresh = [open_store(t.store) for t in cfg.distill.targets] if cfg.reread_manifests and cfg.distill else stores
+        fresh = [open_store(t.store) for t in cfg.distill.targets] if reopen and cfg.distill else stores
         source, skipped = load_source(cfg.train_manifests, vocab, device, in_memory=cfg.in_memory,
                                       max_seconds=min(cfg.max_utterance_seconds, cfg.max_batch_seconds), stores=fresh)
         if len(source) == 0:
@@ -414,7 +414,7 @@ def train(cfg: TrainConfig, show_progress: bool = True, log: Callable[[str], Non
                 state["epoch"] += 1
                 state["position"] = 0
                 if cfg.reread_manifests:
-                    grown, skipped = read_train_set()
+                    grown, skipped = read_train_set(reopen=True)
                     if len(grown) != len(source):
                         log(f"epoch {state['epoch']}: training set {len(source)} -> {len(grown)} utterances")
                     source = grown  # its teacher targets may have grown too

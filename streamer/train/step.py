@@ -153,23 +153,6 @@ def l1_cosine_to_teacher(predicted: Tensor, states: Tensor, mask: Tensor) -> Ten
     return (per_frame * mask).sum() / mask.sum().clamp(min=1.0)
 
 
-def ctc_to_labels(logits: Tensor, frame_lengths: Tensor, labels: Tensor, counts: Tensor, blank: int) -> Tensor:
-    """Mean per-utterance CTC loss to a teacher's label strings, each divided by its label count,
-    over the rows that have labels.
-
-    Args:
-        logits: (B, T, C) the student head's output.
-        frame_lengths: (B,) valid frames.
-        labels: (B, L) label ids, zero-padded.
-        counts: (B,) labels per row (0 = none: the row is left out).
-        blank: Blank id (the head's last class).
-    """
-    log_probs = logits.float().log_softmax(-1).transpose(0, 1)
-    per_row = F.ctc_loss(log_probs, labels, frame_lengths, counts, blank=blank, reduction="none", zero_infinity=True)
-    has = (counts > 0).float()
-    return (per_row / counts.clamp(min=1) * has).sum() / has.sum().clamp(min=1.0)
-
-
 class DistillHeads(nn.Module):
     """Small heads that predict each teacher's targets from student states (training only).
 
@@ -239,15 +222,35 @@ class DistillHeads(nn.Module):
                 mask of frames that have one; for a label store, the (B, L) label ids and (B,) counts.
             frame_lengths: (B,) valid student frames (on the device).
         """
-        out = []
-        for pred, m, (values, mask) in zip(self.predictions(encoded, tapped), self.metas, aligned):
-            if m.kind == "labels":
-                out.append(ctc_to_labels(pred, frame_lengths, values, mask, m.dim - 1))
-            elif m.kind == "log_posteriors":
-                out.append(kl_to_teacher(pred, values, mask))
-            else:
-                out.append(l1_cosine_to_teacher(pred, values, mask))
-        return out
+        return [target_loss(pred, m, values, mask, frame_lengths)
+                for pred, m, (values, mask) in zip(self.predictions(encoded, tapped), self.metas, aligned)]
+
+
+def target_loss(pred: Tensor, meta: StoreMeta, values: Tensor, mask: Tensor, frame_lengths: Tensor) -> Tensor:
+    """One target's loss: CTC to label strings (per label, over the rows that have some), frame KL
+    to log-posteriors, or L1 + cosine distance to states.
+
+    Args:
+        pred: (B, T, C) the head's prediction.
+        meta: What the target's store holds.
+        values: (B, T, C) frame targets, or (B, L) label ids.
+        mask: (B, T) float frames that have a target, or (B,) label counts.
+        frame_lengths: (B,) valid student frames.
+    """
+    if meta.kind == "labels":
+        return ctc_loss(pred, frame_lengths, values, mask, meta.dim - 1, has_text=(mask > 0).float())
+    if meta.kind == "log_posteriors":
+        return kl_to_teacher(pred, values, mask)
+    return l1_cosine_to_teacher(pred, values, mask)
+
+
+def on_student_frames(source: Any, rows: np.ndarray, k: int, meta: StoreMeta, centre: Tensor, scale: Tensor,
+                      lead: Tensor, frame_lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """Teacher ``k``'s targets of ``rows`` as the losses take them: label strings as stored (they are
+    invariant to speed and silence), frame targets through `align_targets`."""
+    if meta.kind == "labels":
+        return source.targets(rows, k)
+    return align_targets(*source.targets(rows, k), centre, scale, lead, meta.hop, frame_lengths)
 
 
 @torch.no_grad()
@@ -288,21 +291,18 @@ def teacher_gap(model: Wav2Vec2CTC, heads: DistillHeads, bank: Any, batch_second
                                                   taps=heads.taps)
         centre = frame_centres(cfg, t, wave.device)
         ones, zeros = torch.ones(len(idx), device=wave.device), torch.zeros(len(idx), dtype=torch.long, device=wave.device)
-        aligned = [bank.targets(rows, k) if meta.kind == "labels"
-                   else align_targets(*bank.targets(rows, k), centre, ones, zeros, meta.hop, flen)
-                   for k, meta in enumerate(heads.metas)]
         preds = heads.predictions(encoded, tapped)
-        for k, loss in enumerate(heads.losses(encoded, tapped, aligned, flen)):
-            if heads.metas[k].kind == "labels":
-                ids, counts = aligned[k]
+        for k, meta in enumerate(heads.metas):
+            values, mask = on_student_frames(bank, rows, k, meta, centre, ones, zeros, flen)
+            if meta.kind == "labels":
                 best = preds[k].argmax(-1).cpu()
                 for r in range(len(idx)):
-                    if int(counts[r]):
-                        hyp = collapse_ctc(best[r, : int(flen[r])].tolist(), heads.metas[k].dim - 1)
-                        pairs[k].append((ids[r, : int(counts[r])].tolist(), hyp))
+                    if int(mask[r]):
+                        hyp = collapse_ctc(best[r, : int(flen[r])].tolist(), meta.dim - 1)
+                        pairs[k].append((values[r, : int(mask[r])].tolist(), hyp))
                 continue
-            count = float(aligned[k][1].sum())
-            sums[k] += float(loss) * count
+            count = float(mask.sum())
+            sums[k] += float(target_loss(preds[k], meta, values, mask, flen)) * count
             frames[k] += count
     model.train(was_training)
     heads.train(was_training)
@@ -498,11 +498,8 @@ class TrainStep:
                 scale[speed.rows] = speed.p / speed.q
             scale_d = torch.from_numpy(scale).to(self.device)
             centre = frame_centres(model.config, frames, self.device)
-            # labels are invariant to speed and silence: only frame targets follow the time map
-            teacher = tuple(
-                self.source.targets(rows, k) if meta.kind == "labels"
-                else align_targets(*self.source.targets(rows, k), centre, scale_d, lead_d, meta.hop, flen)
-                for k, meta in enumerate(self.metas))
+            teacher = tuple(on_student_frames(self.source, rows, k, meta, centre, scale_d, lead_d, flen)
+                            for k, meta in enumerate(self.metas))
         label_lengths = torch.from_numpy(self.label_lengths_np[rows])
         host_frames = torch.tensor([model.config.num_frames(n) for n in after.tolist()], dtype=torch.long)
         has_text = self._to_device((self.label_lengths_np[rows] > 0).astype(np.float32))
